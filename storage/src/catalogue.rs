@@ -1,0 +1,124 @@
+//! What Postgres' own catalogue says about a table: the evidence diagnosis
+//! shows for a database error (is the column nullable, which constraints
+//! guard it, how many rows are there).
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::{Beast, StorageError};
+
+/// The query diagnosis shows the learner for a column's nullability; the
+/// seed article's last step.
+pub const COLUMN_SQL: &str = "SELECT table_name, column_name, is_nullable, data_type, \
+character_maximum_length, column_default FROM information_schema.columns \
+WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2";
+
+/// Constraints on one column, from `pg_constraint` (information_schema does
+/// not list NOT NULL per column, and names primary keys and unique
+/// constraints only through joins).
+pub const CONSTRAINTS_SQL: &str = "SELECT con.conname::text, con.contype::text, \
+pg_get_constraintdef(con.oid) FROM pg_constraint con \
+JOIN pg_class rel ON rel.oid = con.conrelid \
+JOIN pg_namespace nsp ON nsp.oid = rel.relnamespace \
+JOIN pg_attribute att ON att.attrelid = rel.oid AND att.attnum = ANY (con.conkey) \
+WHERE nsp.nspname = current_schema() AND rel.relname = $1 AND att.attname = $2 \
+ORDER BY con.conname";
+
+/// A column as the catalogue describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ColumnInfo {
+    pub table: String,
+    pub column: String,
+    /// `information_schema.columns.is_nullable`: false means NOT NULL.
+    pub is_nullable: bool,
+    pub data_type: String,
+    pub max_length: Option<i32>,
+    pub default: Option<String>,
+    pub constraints: Vec<Constraint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Constraint {
+    pub name: String,
+    pub kind: ConstraintKind,
+    /// `pg_get_constraintdef`, e.g. `UNIQUE (name)`.
+    pub definition: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConstraintKind {
+    PrimaryKey,
+    Unique,
+    Check,
+    ForeignKey,
+    NotNull,
+    Exclusion,
+    Other,
+}
+
+impl ConstraintKind {
+    fn from_contype(contype: &str) -> Self {
+        match contype {
+            "p" => ConstraintKind::PrimaryKey,
+            "u" => ConstraintKind::Unique,
+            "c" => ConstraintKind::Check,
+            "f" => ConstraintKind::ForeignKey,
+            "n" => ConstraintKind::NotNull,
+            "x" => ConstraintKind::Exclusion,
+            _ => ConstraintKind::Other,
+        }
+    }
+}
+
+/// Describes `table.column`, or `None` when the catalogue has no such
+/// column (the table was dropped, or the name is wrong).
+pub async fn column_info(
+    pool: &PgPool,
+    table: &str,
+    column: &str,
+) -> Result<Option<ColumnInfo>, StorageError> {
+    type ColumnRow = (String, String, String, String, Option<i32>, Option<String>);
+    let row: Option<ColumnRow> = sqlx::query_as(COLUMN_SQL)
+        .bind(table)
+        .bind(column)
+        .fetch_optional(pool)
+        .await?;
+    let Some((table, column, is_nullable, data_type, max_length, default)) = row else {
+        return Ok(None);
+    };
+    let constraints: Vec<(String, String, String)> = sqlx::query_as(CONSTRAINTS_SQL)
+        .bind(&table)
+        .bind(&column)
+        .fetch_all(pool)
+        .await?;
+    Ok(Some(ColumnInfo {
+        table,
+        column,
+        is_nullable: is_nullable == "YES",
+        data_type,
+        max_length,
+        default,
+        constraints: constraints
+            .into_iter()
+            .map(|(name, contype, definition)| Constraint {
+                name,
+                kind: ConstraintKind::from_contype(&contype),
+                definition,
+            })
+            .collect(),
+    }))
+}
+
+/// Rows in a beast's table.
+pub async fn row_count(pool: &PgPool, beast: Beast) -> Result<i64, StorageError> {
+    let sql = match beast {
+        Beast::Unicorn => "SELECT count(*) FROM unicorn",
+        Beast::Manticore => "SELECT count(*) FROM manticore",
+        Beast::Illithid => "SELECT count(*) FROM illithid",
+        Beast::Owlbear => "SELECT count(*) FROM owlbear",
+        Beast::Beholder => "SELECT count(*) FROM beholder",
+    };
+    let (count,): (i64,) = sqlx::query_as(sql).fetch_one(pool).await?;
+    Ok(count)
+}

@@ -1,0 +1,163 @@
+//! The data access mythical-server uses: a connection pool over the owlbear
+//! schema, its migrations, and the three statements of the API.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, SqlSafeStr};
+
+use crate::{Beast, Operation, StorageError};
+
+/// Where the database is and how many connections to keep.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before it fails; short,
+    /// so that a database outage shows as quick 500s rather than a pile-up.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbConfig {
+    /// The original's defaults: the `mythical-database` container, user
+    /// `postgres`, password `mythical`, the default database.
+    fn default() -> Self {
+        DbConfig {
+            host: "mythical-database".into(),
+            port: 5432,
+            user: "postgres".into(),
+            password: "mythical".into(),
+            database: "postgres".into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The versioned schema migrations, built into the binary.
+const MIGRATIONS: [(i64, &str, &str); 1] = [(
+    1,
+    "owlbear schema",
+    include_str!("../migrations/0001_owlbear_schema.sql"),
+)];
+
+/// The owlbear database as mythical-server sees it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Builds the pool without connecting: the server starts, and reports not
+    /// ready, while Postgres is still away; connections are made (and remade
+    /// after a Postgres restart) when a statement needs one.
+    pub fn connect_lazy(config: &DbConfig) -> Store {
+        let options = PgConnectOptions::new()
+            .host(&config.host)
+            .port(config.port)
+            .username(&config.user)
+            .password(&config.password)
+            .database(&config.database)
+            .application_name("mythical-server");
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .min_connections(0)
+            .acquire_timeout(config.acquire_timeout)
+            // A connection broken by a Postgres restart is dropped on its
+            // next use, so the pool refills with live ones.
+            .test_before_acquire(false)
+            .idle_timeout(Duration::from_secs(60))
+            .connect_lazy_with(options);
+        Store { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the schema migrations. Safe when several servers start at
+    /// once: the migrator holds a Postgres advisory lock while it works.
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
+            .run(&self.pool)
+            .await
+            .map_err(|err| match err {
+                sqlx::migrate::MigrateError::Execute(inner) => StorageError::from(inner),
+                other => StorageError::Migration(other.to_string()),
+            })
+    }
+
+    /// Answers when Postgres does.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Every name in the beast's table, in no particular order (as the
+    /// original's `SELECT name from <beast>`).
+    pub async fn list_names(&self, beast: Beast) -> Result<Vec<String>, StorageError> {
+        let rows: Vec<(String,)> = sqlx::query_as(beast.statement(Operation::Select))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|(name,)| name).collect())
+    }
+
+    /// Inserts a name. `None` is sent as SQL NULL, which the schema refuses
+    /// with SQLSTATE 23502: that refusal is the lab's reference fault.
+    pub async fn insert(&self, beast: Beast, name: Option<&str>) -> Result<(), StorageError> {
+        sqlx::query(beast.statement(Operation::Insert))
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes by name; returns how many rows went (0 when the name was not
+    /// there, or was NULL, which matches nothing).
+    pub async fn delete(&self, beast: Beast, name: Option<&str>) -> Result<u64, StorageError> {
+        let done = sqlx::query(beast.statement(Operation::Delete))
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Drops every beast's table: the original's periodic teardown, first
+    /// half. Requests fail with `relation "…" does not exist` until
+    /// [`Store::create_tables`] runs.
+    pub async fn drop_tables(&self) -> Result<(), StorageError> {
+        for beast in Beast::ALL {
+            let sql = format!("DROP TABLE IF EXISTS {beast}");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates any missing beast table with the migration's definition.
+    pub async fn create_tables(&self) -> Result<(), StorageError> {
+        sqlx::raw_sql(MIGRATIONS[0].2.into_sql_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
