@@ -1,0 +1,15 @@
+//! mythical-requester: configured by its environment only, as the
+//! original's container is (see `RequesterConfig::from_env`).
+
+use mythical_services::requester::{self, RequesterConfig};
+use mythical_services::telemetry::Telemetry;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    mythical_services::init_console_log();
+    let config = RequesterConfig::from_env()?;
+    let telemetry = Telemetry::init("mythical-requester", env!("CARGO_PKG_VERSION"))?;
+    let result = requester::run(config, &telemetry, mythical_services::shutdown_signal()).await;
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+    result
+}

@@ -1,0 +1,15 @@
+//! mythical-server: configured by its environment only, as the original's
+//! container is (see `ServerConfig::from_env`).
+
+use mythical_services::server::{self, ServerConfig};
+use mythical_services::telemetry::Telemetry;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    mythical_services::init_console_log();
+    let config = ServerConfig::from_env()?;
+    let telemetry = Telemetry::init("mythical-server", &config.version)?;
+    let result = server::run(config, &telemetry, mythical_services::shutdown_signal()).await;
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+    result
+}

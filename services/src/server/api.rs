@@ -1,0 +1,405 @@
+//! The request handlers: each request gets a server span (continuing the
+//! caller's trace), a database client span per statement, one log event, and
+//! one observation of `mythical_request_times`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mythical_storage::{Beast, Operation, StorageError};
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanKind, Status, TraceContextExt as _, Tracer as _,
+};
+use opentelemetry::{Context, KeyValue};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::events::{Level, Logfmt};
+use crate::faults::null_name;
+use crate::http_json::error_response;
+
+type Shared = State<Arc<AppState>>;
+type Peer = ConnectInfo<SocketAddr>;
+
+pub(super) async fn healthz(State(state): Shared) -> Response {
+    if !state.migrated.load(Ordering::Acquire) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "status": "starting", "error": "database schema not applied yet" })),
+        )
+            .into_response();
+    }
+    match state.store.ping().await {
+        Ok(()) => axum::Json(json!({ "status": "ok" })).into_response(),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "status": "unavailable", "error": err.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+pub(super) async fn metrics(State(state): Shared) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+pub(super) async fn list(
+    State(state): Shared,
+    Path(endpoint): Path<String>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    let call = Call::start(&state, "GET", &endpoint, &headers, peer.0);
+    let Some(beast) = call.beast else {
+        return call.unknown_beast();
+    };
+    if let Some(unavailable) = call.teardown_check() {
+        return unavailable;
+    }
+    let result = call
+        .db(
+            beast,
+            Operation::Select,
+            None,
+            state.store.list_names(beast),
+        )
+        .await;
+    match result {
+        Ok(names) => {
+            let body: Vec<Value> = names
+                .into_iter()
+                .map(|name| json!({ "name": name }))
+                .collect();
+            call.finish(StatusCode::OK, axum::Json(body).into_response(), None)
+        }
+        Err(err) => call.database_error(&err),
+    }
+}
+
+pub(super) async fn create(
+    State(state): Shared,
+    Path(endpoint): Path<String>,
+    headers: HeaderMap,
+    peer: Peer,
+    body: Bytes,
+) -> Response {
+    let call = Call::start(&state, "POST", &endpoint, &headers, peer.0);
+    let Some(beast) = call.beast else {
+        return call.unknown_beast();
+    };
+    let received = match call.name_from_body(&body) {
+        Ok(name) => name,
+        Err(message) => return call.bad_request(message),
+    };
+    if let Some(unavailable) = call.teardown_check() {
+        return unavailable;
+    }
+    let name = null_name::name_to_insert(&state.faults, received);
+    let result = call
+        .db(
+            beast,
+            Operation::Insert,
+            Some(name.as_deref()),
+            state.store.insert(beast, name.as_deref()),
+        )
+        .await;
+    match result {
+        Ok(()) => call.finish(
+            StatusCode::CREATED,
+            (StatusCode::CREATED, axum::Json(json!({ "name": name }))).into_response(),
+            None,
+        ),
+        Err(err) => call.database_error(&err),
+    }
+}
+
+pub(super) async fn remove(
+    State(state): Shared,
+    Path(endpoint): Path<String>,
+    headers: HeaderMap,
+    peer: Peer,
+    body: Bytes,
+) -> Response {
+    let call = Call::start(&state, "DELETE", &endpoint, &headers, peer.0);
+    let Some(beast) = call.beast else {
+        return call.unknown_beast();
+    };
+    let name = match call.name_from_body(&body) {
+        Ok(name) => name,
+        Err(message) => return call.bad_request(message),
+    };
+    if let Some(unavailable) = call.teardown_check() {
+        return unavailable;
+    }
+    let result = call
+        .db(
+            beast,
+            Operation::Delete,
+            Some(name.as_deref()),
+            state.store.delete(beast, name.as_deref()),
+        )
+        .await;
+    match result {
+        Ok(_) => call.finish(
+            StatusCode::NO_CONTENT,
+            StatusCode::NO_CONTENT.into_response(),
+            None,
+        ),
+        Err(err) => call.database_error(&err),
+    }
+}
+
+/// One request in flight: its server span, and what it needs to answer,
+/// log and measure itself the same way on every path.
+struct Call<'a> {
+    state: &'a AppState,
+    cx: Context,
+    method: &'static str,
+    endpoint: String,
+    beast: Option<Beast>,
+    started: Instant,
+}
+
+impl<'a> Call<'a> {
+    fn start(
+        state: &'a AppState,
+        method: &'static str,
+        endpoint: &str,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+    ) -> Call<'a> {
+        let parent = crate::propagation::extract(headers);
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("http.route", "/:beast"),
+            KeyValue::new("url.path", format!("/{endpoint}")),
+            KeyValue::new("url.scheme", "http"),
+            KeyValue::new("client.address", peer.ip().to_string()),
+            KeyValue::new("client.port", i64::from(peer.port())),
+            KeyValue::new("beast", endpoint.to_owned()),
+        ];
+        if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+            let (address, port) = host.rsplit_once(':').unwrap_or((host, ""));
+            attributes.push(KeyValue::new("server.address", address.to_owned()));
+            if let Ok(port) = port.parse::<i64>() {
+                attributes.push(KeyValue::new("server.port", port));
+            }
+        }
+        if let Some(agent) = headers
+            .get(header::USER_AGENT)
+            .and_then(|h| h.to_str().ok())
+        {
+            attributes.push(KeyValue::new("user_agent.original", agent.to_owned()));
+        }
+        let span = state
+            .tracer
+            .span_builder(format!("{method} /:beast"))
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes)
+            .start_with_context(&state.tracer, &parent);
+        Call {
+            state,
+            cx: parent.with_span(span),
+            method,
+            endpoint: endpoint.to_owned(),
+            beast: endpoint.parse().ok(),
+            started: Instant::now(),
+        }
+    }
+
+    fn span_context(&self) -> SpanContext {
+        self.cx.span().span_context().clone()
+    }
+
+    /// The `name` of a POST or DELETE body. A JSON object without `name`
+    /// (or with `"name": null`) goes on as NULL, as in the original, so
+    /// Postgres decides; anything that is not such an object is a 400.
+    fn name_from_body(&self, body: &Bytes) -> Result<Option<String>, String> {
+        let parsed: Result<Value, String> = serde_json::from_slice(body).map_err(|e| e.to_string());
+        let name = match parsed {
+            Ok(Value::Object(mut fields)) => match fields.remove("name") {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(name)) => Ok(Some(name)),
+                Some(other) => Err(format!("`name` must be a string, not {other}")),
+            },
+            Ok(other) => Err(format!(
+                "expected a JSON object like {{\"name\": \"…\"}}, got {other}"
+            )),
+            Err(err) => Err(format!("request body is not JSON: {err}")),
+        };
+        if let Ok(name) = &name {
+            let span = self.cx.span();
+            span.set_attribute(KeyValue::new("mythical.name.received", name.is_some()));
+            if let Some(name) = name {
+                span.set_attribute(KeyValue::new("mythical.name", name.clone()));
+            }
+        }
+        name
+    }
+
+    fn bad_request(self, message: String) -> Response {
+        let response = error_response(StatusCode::BAD_REQUEST, &message);
+        self.finish_with(
+            StatusCode::BAD_REQUEST,
+            response,
+            Some(message),
+            Level::Warn,
+        )
+    }
+
+    /// The original's answer while its tables are being wiped.
+    fn teardown_check(&self) -> Option<Response> {
+        self.state.teardown.load(Ordering::Acquire).then(|| {
+            let message = "Table is not available".to_owned();
+            let response = error_response(StatusCode::INTERNAL_SERVER_ERROR, &message);
+            self.finish(StatusCode::INTERNAL_SERVER_ERROR, response, Some(message))
+        })
+    }
+
+    /// Runs one statement under a database client span (OTel database
+    /// conventions); a failure marks the span ERROR with an `exception`
+    /// event carrying Postgres' message and the SQLSTATE.
+    async fn db<T>(
+        &self,
+        beast: Beast,
+        op: Operation,
+        parameter: Option<Option<&str>>,
+        statement: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let tracer = &self.state.tracer;
+        let db = &self.state.db;
+        let mut attributes = vec![
+            KeyValue::new("db.system.name", "postgresql"),
+            KeyValue::new("db.system", "postgresql"),
+            KeyValue::new("db.namespace", db.database.clone()),
+            KeyValue::new("db.collection.name", beast.as_str()),
+            KeyValue::new("db.operation.name", op.as_str()),
+            KeyValue::new("db.query.text", beast.statement(op)),
+            KeyValue::new("server.address", db.host.clone()),
+            KeyValue::new("server.port", i64::from(db.port)),
+        ];
+        if let Some(value) = parameter {
+            // What was bound, so the span shows whether NULL reached Postgres.
+            attributes.push(KeyValue::new(
+                "db.query.parameter.0",
+                value.unwrap_or("NULL").to_owned(),
+            ));
+        }
+        let mut span = tracer
+            .span_builder(format!("{} {beast}", op.as_str()))
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &self.cx);
+        let result = statement.await;
+        if let Err(err) = &result {
+            let (kind, code) = match err.db_error() {
+                Some(db) => ("PgDatabaseError", db.sqlstate.clone()),
+                None => ("DatabaseUnavailable", "unavailable".to_owned()),
+            };
+            span.set_attribute(KeyValue::new("db.response.status_code", code.clone()));
+            span.set_attribute(KeyValue::new("error.type", code));
+            span.add_event(
+                "exception",
+                vec![
+                    KeyValue::new("exception.type", kind),
+                    KeyValue::new("exception.message", err.to_string()),
+                ],
+            );
+            span.set_status(Status::error(err.to_string()));
+        }
+        span.end();
+        result
+    }
+
+    fn unknown_beast(self) -> Response {
+        let message = format!("{} is not a valid endpoint", self.endpoint);
+        let response = error_response(StatusCode::NOT_FOUND, &message);
+        self.finish_with(StatusCode::NOT_FOUND, response, Some(message), Level::Warn)
+    }
+
+    fn database_error(self, err: &StorageError) -> Response {
+        let mut body = json!({ "error": err.to_string() });
+        if let Some(db) = err.db_error() {
+            let fields = serde_json::to_value(db).expect("DbError serialises");
+            if let (Value::Object(body), Value::Object(fields)) = (&mut body, fields) {
+                body.extend(fields.into_iter().filter(|(k, _)| k != "message"));
+            }
+        }
+        let response = (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
+        self.finish(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            response,
+            Some(err.to_string()),
+        )
+    }
+
+    fn finish(&self, status: StatusCode, response: Response, error: Option<String>) -> Response {
+        let level = if error.is_some() {
+            Level::Error
+        } else {
+            Level::Info
+        };
+        self.finish_with(status, response, error, level)
+    }
+
+    /// Ends the request: status on the span, one log event, one histogram
+    /// observation with the trace as exemplar.
+    fn finish_with(
+        &self,
+        status: StatusCode,
+        response: Response,
+        error: Option<String>,
+        level: Level,
+    ) -> Response {
+        let span = self.cx.span();
+        let span_cx = span.span_context().clone();
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status.as_u16()),
+        ));
+        if status.is_server_error() {
+            span.set_attribute(KeyValue::new("error.type", status.as_u16().to_string()));
+            span.set_status(Status::error(error.clone().unwrap_or_default()));
+        }
+        let beast = self.beast;
+        let mut line = Logfmt::new()
+            .field("traceID", span_cx.trace_id())
+            .field("http.method", self.method)
+            .field("endpoint", &self.endpoint)
+            .field(
+                "status",
+                if error.is_some() {
+                    "FAILURE"
+                } else {
+                    "SUCCESS"
+                },
+            )
+            .field("code", status.as_u16());
+        if let Some(error) = &error {
+            line = line.field("error", error);
+        }
+        self.state.events.emit(level, beast, Some(&span_cx), line);
+        let elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        self.state.metrics.observe(
+            self.method,
+            status.as_u16(),
+            beast.map_or("unknown", Beast::as_str),
+            elapsed_ms,
+            &self.span_context(),
+        );
+        span.end();
+        response
+    }
+}

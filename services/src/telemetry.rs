@@ -1,0 +1,176 @@
+//! OpenTelemetry set-up shared by both services: traces, logs and metrics
+//! exported over OTLP as the standard `OTEL_*` variables say.
+//!
+//! Export runs on the SDK's batch processors: a span or log record is handed
+//! to a bounded queue and the request goes on, so a missing or slow
+//! collector costs dropped telemetry, never request latency or memory.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{LogExporter, MetricExporter, Protocol, SpanExporter, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+
+use crate::config::env_var;
+
+/// How the exporters talk to the collector (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+    HttpJson,
+}
+
+impl OtlpProtocol {
+    /// Reads the signal's own variable first, then the general one; the
+    /// specification's default is `http/protobuf`.
+    fn from_env(signal: &str) -> Result<OtlpProtocol> {
+        let value = env_var(&format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"))
+            .or_else(|| env_var("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        match value.as_deref() {
+            None | Some("http/protobuf") => Ok(OtlpProtocol::HttpProtobuf),
+            Some("grpc") => Ok(OtlpProtocol::Grpc),
+            Some("http/json") => Ok(OtlpProtocol::HttpJson),
+            Some(other) => bail!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not a protocol: use grpc, http/protobuf or http/json"
+            ),
+        }
+    }
+}
+
+/// Whether a signal is exported: `OTEL_SDK_DISABLED=true` turns all off,
+/// `OTEL_<SIGNAL>S_EXPORTER=none` one of them.
+fn exported(signal: &str) -> bool {
+    let disabled = env_var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let exporter = env_var(&format!("OTEL_{signal}S_EXPORTER"));
+    !disabled && exporter.as_deref() != Some("none")
+}
+
+/// The providers of one service, and the handles its code records through.
+pub struct Telemetry {
+    tracer_provider: SdkTracerProvider,
+    logger_provider: SdkLoggerProvider,
+    meter_provider: SdkMeterProvider,
+    pub tracer: SdkTracer,
+    pub logger: SdkLogger,
+    pub meter: Meter,
+    pub resource: Resource,
+}
+
+impl Telemetry {
+    /// Builds the three providers. `default_service_name` applies when
+    /// `OTEL_SERVICE_NAME` is not set; `OTEL_RESOURCE_ATTRIBUTES` adds to the
+    /// resource, and `NAMESPACE` (the original's variable) becomes
+    /// `service.namespace`. Must run inside the tokio runtime (the gRPC
+    /// exporter's channel lives there).
+    pub fn init(default_service_name: &str, service_version: &str) -> Result<Telemetry> {
+        let service_name =
+            env_var("OTEL_SERVICE_NAME").unwrap_or_else(|| default_service_name.to_owned());
+        let namespace = env_var("NAMESPACE").unwrap_or_else(|| "mythical".to_owned());
+        let resource = Resource::builder()
+            .with_attributes([
+                KeyValue::new("service.namespace", namespace),
+                KeyValue::new("service.version", service_version.to_owned()),
+            ])
+            .with_service_name(service_name.clone())
+            .build();
+
+        let mut traces = SdkTracerProvider::builder().with_resource(resource.clone());
+        if exported("TRACE") {
+            traces = traces.with_batch_exporter(span_exporter()?);
+        }
+        let tracer_provider = traces.build();
+
+        let mut logs = SdkLoggerProvider::builder().with_resource(resource.clone());
+        if exported("LOG") {
+            logs = logs.with_batch_exporter(log_exporter()?);
+        }
+        let logger_provider = logs.build();
+
+        let mut metrics = SdkMeterProvider::builder().with_resource(resource.clone());
+        if exported("METRIC") {
+            metrics = metrics.with_periodic_exporter(metric_exporter()?);
+        }
+        let meter_provider = metrics.build();
+
+        // W3C trace context in and out, for the requester and the server alike.
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+
+        Ok(Telemetry {
+            tracer: tracer_provider.tracer(service_name.clone()),
+            logger: opentelemetry::logs::LoggerProvider::logger(
+                &logger_provider,
+                service_name.clone(),
+            ),
+            meter: meter_provider.meter("mythical"),
+            tracer_provider,
+            logger_provider,
+            meter_provider,
+            resource,
+        })
+    }
+
+    /// Sends what is still queued. Blocks the calling thread, so async
+    /// callers go through `spawn_blocking`.
+    pub fn shutdown(&self) {
+        let _ = self.tracer_provider.force_flush();
+        let _ = self.logger_provider.force_flush();
+        let _ = self.meter_provider.force_flush();
+        let _ = self.tracer_provider.shutdown();
+        let _ = self.logger_provider.shutdown();
+        let _ = self.meter_provider.shutdown();
+    }
+}
+
+/// The exporters' per-request timeout: `OTEL_EXPORTER_OTLP_TIMEOUT` is
+/// read by the exporters themselves; this is the fallback when unset, kept
+/// short so a dead collector frees the export thread quickly.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn timeout() -> Duration {
+    env_var("OTEL_EXPORTER_OTLP_TIMEOUT")
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(EXPORT_TIMEOUT)
+}
+
+macro_rules! exporter {
+    ($name:ident, $exporter:ty, $signal:literal) => {
+        fn $name() -> Result<$exporter> {
+            let built = match OtlpProtocol::from_env($signal)? {
+                OtlpProtocol::Grpc => <$exporter>::builder()
+                    .with_tonic()
+                    .with_timeout(timeout())
+                    .build(),
+                OtlpProtocol::HttpProtobuf => <$exporter>::builder()
+                    .with_http()
+                    .with_protocol(Protocol::HttpBinary)
+                    .with_timeout(timeout())
+                    .build(),
+                OtlpProtocol::HttpJson => <$exporter>::builder()
+                    .with_http()
+                    .with_protocol(Protocol::HttpJson)
+                    .with_timeout(timeout())
+                    .build(),
+            };
+            built.with_context(|| {
+                format!(
+                    "could not build the OTLP {} exporter: check OTEL_EXPORTER_OTLP_ENDPOINT",
+                    $signal.to_lowercase()
+                )
+            })
+        }
+    };
+}
+
+exporter!(span_exporter, SpanExporter, "TRACES");
+exporter!(log_exporter, LogExporter, "LOGS");
+exporter!(metric_exporter, MetricExporter, "METRICS");
