@@ -8,6 +8,7 @@ use std::io::Write as _;
 use std::time::SystemTime;
 
 use mythical_storage::Beast;
+use opentelemetry::StringValue;
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, Severity};
 use opentelemetry::trace::SpanContext;
 use opentelemetry_sdk::logs::SdkLogger;
@@ -85,9 +86,9 @@ impl Logfmt {
 pub struct EventLog {
     logger: SdkLogger,
     /// The original's `job` label, e.g. `mythical-server`.
-    job: String,
+    job: StringValue,
     /// The original's `namespace` label (`NAMESPACE`).
-    namespace: String,
+    namespace: StringValue,
     stdout: bool,
 }
 
@@ -95,8 +96,8 @@ impl EventLog {
     pub fn new(logger: SdkLogger, job: &str, namespace: &str, stdout: bool) -> EventLog {
         EventLog {
             logger,
-            job: job.to_owned(),
-            namespace: namespace.to_owned(),
+            job: StringValue::from(job.to_owned()),
+            namespace: StringValue::from(namespace.to_owned()),
             stdout,
         }
     }
@@ -122,8 +123,8 @@ impl EventLog {
         record.set_severity_number(level.severity());
         record.set_severity_text(level.as_str());
         record.add_attribute("level", level.as_str());
-        record.add_attribute("job", self.job.clone());
-        record.add_attribute("namespace", self.namespace.clone());
+        record.add_attribute("job", AnyValue::String(self.job.clone()));
+        record.add_attribute("namespace", AnyValue::String(self.namespace.clone()));
         if let Some(beast) = beast {
             record.add_attribute("beast", beast.as_str());
         }

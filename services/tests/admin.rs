@@ -7,7 +7,8 @@ use common::{TOKEN, no_telemetry, start_server};
 use lab_testkit::{TestPostgres, free_port};
 use serde_json::{Value, json};
 
-const NOT_NULL: &str = r#"null value in column "name" of relation "unicorn" violates not-null constraint"#;
+const NOT_NULL: &str =
+    r#"null value in column "name" of relation "unicorn" violates not-null constraint"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_refuses_a_missing_or_wrong_token() {
@@ -16,7 +17,12 @@ async fn admin_api_refuses_a_missing_or_wrong_token() {
     let http = reqwest::Client::new();
     let url = server.admin_url("/admin/faults/null-name");
 
-    let missing = http.put(&url).json(&json!({ "rate": 1.0 })).send().await.unwrap();
+    let missing = http
+        .put(&url)
+        .json(&json!({ "rate": 1.0 }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 401);
     assert_eq!(missing.headers()["www-authenticate"], "Bearer");
     let wrong = http
@@ -41,7 +47,14 @@ async fn admin_api_refuses_a_missing_or_wrong_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_is_shut_without_a_configured_token() {
     let pg = TestPostgres::start().expect("a test Postgres");
-    let server = start_server(&pg, vec![("MYTHICAL_ADMIN_TOKEN", String::new()), ("OTEL_SDK_DISABLED", "true".into())]).await;
+    let server = start_server(
+        &pg,
+        vec![
+            ("MYTHICAL_ADMIN_TOKEN", String::new()),
+            ("OTEL_SDK_DISABLED", "true".into()),
+        ],
+    )
+    .await;
     let response = reqwest::Client::new()
         .get(server.admin_url("/admin/faults"))
         .bearer_auth("")
@@ -50,7 +63,12 @@ async fn admin_api_is_shut_without_a_configured_token() {
         .unwrap();
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("MYTHICAL_ADMIN_TOKEN"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("MYTHICAL_ADMIN_TOKEN")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,22 +18,27 @@ fn fast_traffic(endpoint: &str) -> Vec<(&'static str, String)> {
 
 /// The spans of the first trace whose INSERT failed with 23502.
 async fn first_not_null_trace(otlp: &OtlpReceiver) -> Vec<ReceivedSpan> {
-    otlp.wait_for("a trace with a 23502 INSERT", Duration::from_secs(30), |r| {
-        let spans = r.spans();
-        let failed = spans.iter().find(|s| {
-            s.span.name.starts_with("INSERT ") && s.attr("db.response.status_code").as_deref() == Some("23502")
-        })?;
-        let trace: Vec<ReceivedSpan> = spans
-            .iter()
-            .filter(|s| s.trace_id() == failed.trace_id())
-            .cloned()
-            .collect();
-        // Wait for the requester's spans of that trace too.
-        trace
-            .iter()
-            .any(|s| s.service() == "mythical-requester" && s.span.name == "requester")
-            .then_some(trace)
-    })
+    otlp.wait_for(
+        "a trace with a 23502 INSERT",
+        Duration::from_secs(30),
+        |r| {
+            let spans = r.spans();
+            let failed = spans.iter().find(|s| {
+                s.span.name.starts_with("INSERT ")
+                    && s.attr("db.response.status_code").as_deref() == Some("23502")
+            })?;
+            let trace: Vec<ReceivedSpan> = spans
+                .iter()
+                .filter(|s| s.trace_id() == failed.trace_id())
+                .cloned()
+                .collect();
+            // Wait for the requester's spans of that trace too.
+            trace
+                .iter()
+                .any(|s| s.service() == "mythical-requester" && s.span.name == "requester")
+                .then_some(trace)
+        },
+    )
     .await
 }
 
@@ -41,7 +46,12 @@ fn named<'a>(trace: &'a [ReceivedSpan], service: &str, name: &str) -> &'a Receiv
     trace
         .iter()
         .find(|s| s.service() == service && s.span.name == name)
-        .unwrap_or_else(|| panic!("no {service} span {name} in {:?}", trace.iter().map(|s| &s.span.name).collect::<Vec<_>>()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {service} span {name} in {:?}",
+                trace.iter().map(|s| &s.span.name).collect::<Vec<_>>()
+            )
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,19 +66,31 @@ async fn missing_name_is_the_requesters_doing_and_the_trace_shows_it() {
     let root = named(&trace, "mythical-requester", "requester");
     let post = named(&trace, "mythical-requester", "POST /:beast");
     let server_span = named(&trace, "mythical-server", "POST /:beast");
-    let insert = trace.iter().find(|s| s.span.name.starts_with("INSERT ")).unwrap();
+    let insert = trace
+        .iter()
+        .find(|s| s.span.name.starts_with("INSERT "))
+        .unwrap();
 
     assert_eq!(post.parent_span_id(), root.span_id());
-    assert_eq!(server_span.parent_span_id(), post.span_id(), "traceparent carried the client span");
+    assert_eq!(
+        server_span.parent_span_id(),
+        post.span_id(),
+        "traceparent carried the client span"
+    );
     assert_eq!(insert.parent_span_id(), server_span.span_id());
     assert_eq!(post.attr("mythical.name.sent").as_deref(), Some("false"));
-    assert_eq!(server_span.attr("mythical.name.received").as_deref(), Some("false"));
+    assert_eq!(
+        server_span.attr("mythical.name.received").as_deref(),
+        Some("false")
+    );
     assert_eq!(insert.attr("db.query.parameter.0").as_deref(), Some("NULL"));
     assert_eq!(post.attr("http.status_code").as_deref(), Some("500"));
     let beast = insert.attr("db.collection.name").unwrap();
     assert_eq!(
         post.span.status.as_ref().unwrap().message,
-        format!(r#"null value in column "name" of relation "{beast}" violates not-null constraint"#),
+        format!(
+            r#"null value in column "name" of relation "{beast}" violates not-null constraint"#
+        ),
         "the requester's span quotes the server's error"
     );
     assert!(["1.9.2", "2.0.0"].contains(&root.attr("service.version").unwrap().as_str()));
@@ -76,14 +98,28 @@ async fn missing_name_is_the_requesters_doing_and_the_trace_shows_it() {
     // The requester logged the failure with the server's error, in its trace.
     let log = otlp
         .receiver
-        .wait_for("the requester's failure log", Duration::from_secs(10), |r| {
-            r.logs().into_iter().find(|l| {
-                l.service() == "mythical-requester" && l.trace_id() == root.trace_id() && l.body().contains("status=FAILURE")
-            })
-        })
+        .wait_for(
+            "the requester's failure log",
+            Duration::from_secs(10),
+            |r| {
+                r.logs().into_iter().find(|l| {
+                    l.service() == "mythical-requester"
+                        && l.trace_id() == root.trace_id()
+                        && l.body().contains("status=FAILURE")
+                })
+            },
+        )
         .await;
-    assert!(log.body().contains("violates not-null constraint"), "{}", log.body());
-    assert!(!log.body().contains(" name="), "no name was sent: {}", log.body());
+    assert!(
+        log.body().contains("violates not-null constraint"),
+        "{}",
+        log.body()
+    );
+    assert!(
+        !log.body().contains(" name="),
+        "no name was sent: {}",
+        log.body()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,10 +133,16 @@ async fn null_name_is_the_servers_doing_and_the_trace_shows_it() {
     let trace = first_not_null_trace(&otlp.receiver).await;
     let post = named(&trace, "mythical-requester", "POST /:beast");
     let server_span = named(&trace, "mythical-server", "POST /:beast");
-    let insert = trace.iter().find(|s| s.span.name.starts_with("INSERT ")).unwrap();
+    let insert = trace
+        .iter()
+        .find(|s| s.span.name.starts_with("INSERT "))
+        .unwrap();
     assert_eq!(post.attr("mythical.name.sent").as_deref(), Some("true"));
     let sent = post.attr("mythical.name").unwrap();
-    assert_eq!(server_span.attr("mythical.name.received").as_deref(), Some("true"));
+    assert_eq!(
+        server_span.attr("mythical.name.received").as_deref(),
+        Some("true")
+    );
     assert_eq!(server_span.attr("mythical.name"), Some(sent));
     assert_eq!(insert.attr("db.query.parameter.0").as_deref(), Some("NULL"));
 }
@@ -115,17 +157,31 @@ async fn requester_links_requests_serves_danger_and_obeys_traffic_control() {
 
     let linked = otlp
         .receiver
-        .wait_for("a requester span linked to a previous one", Duration::from_secs(20), |r| {
-            r.spans()
-                .into_iter()
-                .find(|s| s.span.name == "requester" && !s.span.links.is_empty())
-        })
+        .wait_for(
+            "a requester span linked to a previous one",
+            Duration::from_secs(20),
+            |r| {
+                r.spans()
+                    .into_iter()
+                    .find(|s| s.span.name == "requester" && !s.span.links.is_empty())
+            },
+        )
         .await;
     let previous = lab_testkit::hex(&linked.span.links[0].span_id);
     assert_ne!(previous, linked.span_id());
 
-    let metrics = http.get(requester.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("# TYPE mythical_danger_level_30s gauge"), "{metrics}");
+    let metrics = http
+        .get(requester.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("# TYPE mythical_danger_level_30s gauge"),
+        "{metrics}"
+    );
 
     // Pause: the beasts' tables stop changing.
     let paused: Value = http
@@ -140,7 +196,13 @@ async fn requester_links_requests_serves_danger_and_obeys_traffic_control() {
         .unwrap();
     assert_eq!(paused["paused"], true);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let requests_so_far = || otlp.receiver.spans().iter().filter(|s| s.span.name == "requester").count();
+    let requests_so_far = || {
+        otlp.receiver
+            .spans()
+            .iter()
+            .filter(|s| s.span.name == "requester")
+            .count()
+    };
     let before = requests_so_far();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(requests_so_far(), before, "no request while paused");

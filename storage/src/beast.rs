@@ -97,6 +97,30 @@ impl Beast {
     }
 }
 
+impl Beast {
+    /// `{operation} {table}`, the OTel database span name for `op` here.
+    pub fn span_name(self, op: Operation) -> &'static str {
+        macro_rules! names {
+            ($($beast:ident => $table:literal),* $(,)?) => {
+                match (self, op) {
+                    $(
+                        (Beast::$beast, Operation::Select) => concat!("SELECT ", $table),
+                        (Beast::$beast, Operation::Insert) => concat!("INSERT ", $table),
+                        (Beast::$beast, Operation::Delete) => concat!("DELETE ", $table),
+                    )*
+                }
+            };
+        }
+        names!(
+            Unicorn => "unicorn",
+            Manticore => "manticore",
+            Illithid => "illithid",
+            Owlbear => "owlbear",
+            Beholder => "beholder",
+        )
+    }
+}
+
 impl fmt::Display for Beast {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -144,6 +168,10 @@ mod tests {
         assert_eq!(
             Beast::Beholder.statement(Operation::Select),
             "SELECT name FROM beholder"
+        );
+        assert_eq!(
+            Beast::Owlbear.span_name(Operation::Insert),
+            "INSERT owlbear"
         );
         assert_eq!(
             Beast::Unicorn.statement(Operation::Delete),

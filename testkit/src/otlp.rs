@@ -38,21 +38,21 @@ use prost::Message;
 /// A span with the resource it came from.
 #[derive(Debug, Clone)]
 pub struct ReceivedSpan {
-    pub resource: BTreeMap<String, String>,
+    pub resource: Arc<BTreeMap<String, String>>,
     pub span: Span,
 }
 
 /// A log record with the resource it came from.
 #[derive(Debug, Clone)]
 pub struct ReceivedLog {
-    pub resource: BTreeMap<String, String>,
+    pub resource: Arc<BTreeMap<String, String>>,
     pub record: LogRecord,
 }
 
 /// A metric with the resource it came from.
 #[derive(Debug, Clone)]
 pub struct ReceivedMetric {
-    pub resource: BTreeMap<String, String>,
+    pub resource: Arc<BTreeMap<String, String>>,
     pub metric: Metric,
 }
 
@@ -109,6 +109,19 @@ struct Received {
 #[derive(Clone, Default)]
 pub struct OtlpReceiver {
     received: Arc<Mutex<Received>>,
+    /// Decode and count only, as a collector that forwards would: for
+    /// benchmarks, where keeping every span would cost the machine more than
+    /// the service under test.
+    count_only: bool,
+    counts: Arc<Counts>,
+}
+
+/// How many items arrived, kept in both modes.
+#[derive(Default, Debug)]
+pub struct Counts {
+    pub spans: std::sync::atomic::AtomicU64,
+    pub logs: std::sync::atomic::AtomicU64,
+    pub metrics: std::sync::atomic::AtomicU64,
 }
 
 /// A running receiver and its address.
@@ -135,7 +148,24 @@ impl Drop for RunningReceiver {
 impl OtlpReceiver {
     /// Serves gRPC and HTTP OTLP on a free loopback port.
     pub async fn start() -> anyhow::Result<RunningReceiver> {
-        let receiver = OtlpReceiver::default();
+        OtlpReceiver::serve(OtlpReceiver::default()).await
+    }
+
+    /// A receiver that decodes every export and counts its items without
+    /// keeping them.
+    pub async fn start_counting() -> anyhow::Result<RunningReceiver> {
+        OtlpReceiver::serve(OtlpReceiver {
+            count_only: true,
+            ..OtlpReceiver::default()
+        })
+        .await
+    }
+
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    async fn serve(receiver: OtlpReceiver) -> anyhow::Result<RunningReceiver> {
         let grpc = tonic::service::Routes::new(TraceServiceServer::new(receiver.clone()))
             .add_service(LogsServiceServer::new(receiver.clone()))
             .add_service(MetricsServiceServer::new(receiver.clone()))
@@ -207,6 +237,18 @@ impl OtlpReceiver {
     }
 
     fn add_traces(&self, request: ExportTraceServiceRequest) {
+        let items: u64 = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len() as u64)
+            .sum();
+        self.counts
+            .spans
+            .fetch_add(items, std::sync::atomic::Ordering::Relaxed);
+        if self.count_only {
+            return;
+        }
         let mut received = self.received.lock().unwrap();
         for rs in request.resource_spans {
             let resource = resource_map(rs.resource.as_ref());
@@ -222,6 +264,18 @@ impl OtlpReceiver {
     }
 
     fn add_logs(&self, request: ExportLogsServiceRequest) {
+        let items: u64 = request
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len() as u64)
+            .sum();
+        self.counts
+            .logs
+            .fetch_add(items, std::sync::atomic::Ordering::Relaxed);
+        if self.count_only {
+            return;
+        }
         let mut received = self.received.lock().unwrap();
         for rl in request.resource_logs {
             let resource = resource_map(rl.resource.as_ref());
@@ -237,6 +291,18 @@ impl OtlpReceiver {
     }
 
     fn add_metrics(&self, request: ExportMetricsServiceRequest) {
+        let items: u64 = request
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .map(|s| s.metrics.len() as u64)
+            .sum();
+        self.counts
+            .metrics
+            .fetch_add(items, std::sync::atomic::Ordering::Relaxed);
+        if self.count_only {
+            return;
+        }
         let mut received = self.received.lock().unwrap();
         for rm in request.resource_metrics {
             let resource = resource_map(rm.resource.as_ref());
@@ -328,8 +394,8 @@ async fn http_metrics(
     Ok(StatusCode::OK)
 }
 
-fn resource_map(resource: Option<&Resource>) -> BTreeMap<String, String> {
-    resource
+fn resource_map(resource: Option<&Resource>) -> Arc<BTreeMap<String, String>> {
+    let map = resource
         .map(|r| {
             r.attributes
                 .iter()
@@ -341,7 +407,8 @@ fn resource_map(resource: Option<&Resource>) -> BTreeMap<String, String> {
                 })
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    Arc::new(map)
 }
 
 fn find_attr(attributes: &[KeyValue], key: &str) -> Option<String> {

@@ -91,12 +91,25 @@ pub struct TestPostgres {
     dir: tempfile::TempDir,
     port: u16,
     user: Option<(u32, u32)>,
+    /// Postgres' own durability defaults (fsync on); tests turn fsync off
+    /// for speed, benchmarks keep it to measure what a real lab does.
+    durable: bool,
 }
 
 impl TestPostgres {
     /// initdb and start. The superuser is `postgres` with password
     /// `mythical` (the original's credentials), trust auth on loopback.
     pub fn start() -> Result<TestPostgres> {
+        TestPostgres::start_with(false)
+    }
+
+    /// As [`TestPostgres::start`], with fsync on as a default Postgres has
+    /// it: for benchmarks that compare with a real installation.
+    pub fn start_durable() -> Result<TestPostgres> {
+        TestPostgres::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<TestPostgres> {
         let bindir = find_bindir()?;
         let dir = tempfile::Builder::new().prefix("lab-pg-").tempdir()?;
         let user = server_user();
@@ -113,6 +126,7 @@ impl TestPostgres {
             dir,
             port: free_port(),
             user,
+            durable,
         };
         pg.run(
             "initdb",
@@ -162,9 +176,10 @@ impl TestPostgres {
         let data = self.dir.path().join("data");
         let log = self.dir.path().join("postgres.log");
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off \
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync={} \
              -c max_connections=200",
-            self.port
+            self.port,
+            if self.durable { "on" } else { "off" }
         );
         self.run(
             "pg_ctl",

@@ -15,8 +15,10 @@ use mythical_storage::{Beast, Operation, StorageError};
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanKind, Status, TraceContextExt as _, Tracer as _,
 };
-use opentelemetry::{Context, KeyValue};
-use serde_json::{Value, json};
+use opentelemetry::{Context, KeyValue, Value};
+use serde_json::json;
+
+type Json = serde_json::Value;
 
 use super::AppState;
 use crate::events::{Level, Logfmt};
@@ -78,7 +80,7 @@ pub(super) async fn list(
         .await;
     match result {
         Ok(names) => {
-            let body: Vec<Value> = names
+            let body: Vec<Json> = names
                 .into_iter()
                 .map(|name| json!({ "name": name }))
                 .collect();
@@ -181,15 +183,21 @@ impl<'a> Call<'a> {
         peer: SocketAddr,
     ) -> Call<'a> {
         let parent = crate::propagation::extract(headers);
-        let mut attributes = vec![
+        let beast: Option<Beast> = endpoint.parse().ok();
+        let beast_attr = match beast {
+            Some(beast) => Value::from(beast.as_str()),
+            None => Value::from(endpoint.to_owned()),
+        };
+        let mut attributes = Vec::with_capacity(10);
+        attributes.extend([
             KeyValue::new("http.request.method", method),
             KeyValue::new("http.route", "/:beast"),
             KeyValue::new("url.path", format!("/{endpoint}")),
             KeyValue::new("url.scheme", "http"),
             KeyValue::new("client.address", peer.ip().to_string()),
             KeyValue::new("client.port", i64::from(peer.port())),
-            KeyValue::new("beast", endpoint.to_owned()),
-        ];
+            KeyValue::new("beast", beast_attr),
+        ]);
         if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
             let (address, port) = host.rsplit_once(':').unwrap_or((host, ""));
             attributes.push(KeyValue::new("server.address", address.to_owned()));
@@ -203,9 +211,14 @@ impl<'a> Call<'a> {
         {
             attributes.push(KeyValue::new("user_agent.original", agent.to_owned()));
         }
+        let name = match method {
+            "GET" => "GET /:beast",
+            "POST" => "POST /:beast",
+            _ => "DELETE /:beast",
+        };
         let span = state
             .tracer
-            .span_builder(format!("{method} /:beast"))
+            .span_builder(name)
             .with_kind(SpanKind::Server)
             .with_attributes(attributes)
             .start_with_context(&state.tracer, &parent);
@@ -214,7 +227,7 @@ impl<'a> Call<'a> {
             cx: parent.with_span(span),
             method,
             endpoint: endpoint.to_owned(),
-            beast: endpoint.parse().ok(),
+            beast,
             started: Instant::now(),
         }
     }
@@ -227,11 +240,11 @@ impl<'a> Call<'a> {
     /// (or with `"name": null`) goes on as NULL, as in the original, so
     /// Postgres decides; anything that is not such an object is a 400.
     fn name_from_body(&self, body: &Bytes) -> Result<Option<String>, String> {
-        let parsed: Result<Value, String> = serde_json::from_slice(body).map_err(|e| e.to_string());
+        let parsed: Result<Json, String> = serde_json::from_slice(body).map_err(|e| e.to_string());
         let name = match parsed {
-            Ok(Value::Object(mut fields)) => match fields.remove("name") {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(name)) => Ok(Some(name)),
+            Ok(Json::Object(mut fields)) => match fields.remove("name") {
+                None | Some(Json::Null) => Ok(None),
+                Some(Json::String(name)) => Ok(Some(name)),
                 Some(other) => Err(format!("`name` must be a string, not {other}")),
             },
             Ok(other) => Err(format!(
@@ -279,17 +292,13 @@ impl<'a> Call<'a> {
         statement: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
         let tracer = &self.state.tracer;
-        let db = &self.state.db;
-        let mut attributes = vec![
-            KeyValue::new("db.system.name", "postgresql"),
-            KeyValue::new("db.system", "postgresql"),
-            KeyValue::new("db.namespace", db.database.clone()),
+        let mut attributes = Vec::with_capacity(self.state.db_attributes.len() + 4);
+        attributes.extend_from_slice(&self.state.db_attributes);
+        attributes.extend([
             KeyValue::new("db.collection.name", beast.as_str()),
             KeyValue::new("db.operation.name", op.as_str()),
             KeyValue::new("db.query.text", beast.statement(op)),
-            KeyValue::new("server.address", db.host.clone()),
-            KeyValue::new("server.port", i64::from(db.port)),
-        ];
+        ]);
         if let Some(value) = parameter {
             // What was bound, so the span shows whether NULL reached Postgres.
             attributes.push(KeyValue::new(
@@ -298,7 +307,7 @@ impl<'a> Call<'a> {
             ));
         }
         let mut span = tracer
-            .span_builder(format!("{} {beast}", op.as_str()))
+            .span_builder(beast.span_name(op))
             .with_kind(SpanKind::Client)
             .with_attributes(attributes)
             .start_with_context(tracer, &self.cx);
@@ -333,7 +342,7 @@ impl<'a> Call<'a> {
         let mut body = json!({ "error": err.to_string() });
         if let Some(db) = err.db_error() {
             let fields = serde_json::to_value(db).expect("DbError serialises");
-            if let (Value::Object(body), Value::Object(fields)) = (&mut body, fields) {
+            if let (Json::Object(body), Json::Object(fields)) = (&mut body, fields) {
                 body.extend(fields.into_iter().filter(|(k, _)| k != "message"));
             }
         }

@@ -14,6 +14,7 @@ use anyhow::{Context as _, Result};
 use axum::Router;
 use axum::routing::get;
 use mythical_storage::{DbConfig, Store};
+use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span as _, Tracer as _};
 use opentelemetry_sdk::trace::SdkTracer;
 
@@ -75,7 +76,8 @@ impl ServerConfig {
 /// What every request handler shares.
 pub(crate) struct AppState {
     store: Store,
-    db: DbConfig,
+    /// The attributes every database span shares, built once.
+    db_attributes: Vec<KeyValue>,
     tracer: SdkTracer,
     events: EventLog,
     metrics: RequestMetrics,
@@ -99,7 +101,13 @@ pub async fn run(
     }
     let state = Arc::new(AppState {
         store: Store::connect_lazy(&config.db),
-        db: config.db.clone(),
+        db_attributes: vec![
+            KeyValue::new("db.system.name", "postgresql"),
+            KeyValue::new("db.system", "postgresql"),
+            KeyValue::new("db.namespace", config.db.database.clone()),
+            KeyValue::new("server.address", config.db.host.clone()),
+            KeyValue::new("server.port", i64::from(config.db.port)),
+        ],
         tracer: telemetry.tracer.clone(),
         events: EventLog::new(
             telemetry.logger.clone(),
