@@ -388,6 +388,114 @@ pub struct MetricMetadata {
     pub unit: String,
 }
 
+/// A stream's labels and the entries of a time window, borrowed from
+/// wherever the backend keeps them.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamView<'a> {
+    pub labels: &'a Labels,
+    /// In time order.
+    pub entries: &'a [LogEntry],
+}
+
+/// A series' labels, and its samples and exemplars in a time window.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesView<'a> {
+    pub labels: &'a Labels,
+    /// In time order.
+    pub samples: &'a [Sample],
+    pub exemplars: &'a [Exemplar],
+}
+
+/// Where TraceQL finds traces. `start`/`end` bound the traces' time (a
+/// trace is visited when any of its spans starts within `[start, end]`).
+pub trait TraceSource {
+    fn for_each_trace(&self, start: UnixNanos, end: UnixNanos, visit: &mut dyn FnMut(&Trace));
+}
+
+/// Where LogQL finds log lines: every stream whose labels `select` accepts,
+/// with its entries in `[start, end]`.
+pub trait LogSource {
+    fn for_each_stream(
+        &self,
+        select: &dyn Fn(&Labels) -> bool,
+        start: UnixNanos,
+        end: UnixNanos,
+        visit: &mut dyn FnMut(StreamView<'_>),
+    );
+}
+
+/// Where PromQL finds samples: every series whose labels `select` accepts,
+/// with its samples and exemplars in `[start, end]`.
+pub trait SeriesSource {
+    fn for_each_series(
+        &self,
+        select: &dyn Fn(&Labels) -> bool,
+        start: UnixMillis,
+        end: UnixMillis,
+        visit: &mut dyn FnMut(SeriesView<'_>),
+    );
+
+    /// Type, help and unit per metric family name.
+    fn metadata(&self) -> Vec<(String, MetricMetadata)> {
+        Vec::new()
+    }
+}
+
+/// The part of a time-sorted slice inside `[start, end]`.
+pub fn window<T>(items: &[T], start: i64, end: i64, time: impl Fn(&T) -> i64) -> &[T] {
+    let from = items.partition_point(|item| time(item) < start);
+    let to = items.partition_point(|item| time(item) <= end);
+    &items[from..to.max(from)]
+}
+
+impl TraceSource for [Trace] {
+    fn for_each_trace(&self, start: UnixNanos, end: UnixNanos, visit: &mut dyn FnMut(&Trace)) {
+        for trace in self {
+            if trace.spans.iter().any(|s| s.start >= start && s.start <= end) {
+                visit(trace);
+            }
+        }
+    }
+}
+
+impl LogSource for [LogStream] {
+    fn for_each_stream(
+        &self,
+        select: &dyn Fn(&Labels) -> bool,
+        start: UnixNanos,
+        end: UnixNanos,
+        visit: &mut dyn FnMut(StreamView<'_>),
+    ) {
+        for stream in self.iter().filter(|s| select(&s.labels)) {
+            let entries = window(&stream.entries, start, end, |e| e.ts);
+            if !entries.is_empty() {
+                visit(StreamView {
+                    labels: &stream.labels,
+                    entries,
+                });
+            }
+        }
+    }
+}
+
+impl SeriesSource for [Series] {
+    fn for_each_series(
+        &self,
+        select: &dyn Fn(&Labels) -> bool,
+        start: UnixMillis,
+        end: UnixMillis,
+        visit: &mut dyn FnMut(SeriesView<'_>),
+    ) {
+        for series in self.iter().filter(|s| select(&s.labels)) {
+            visit(SeriesView {
+                labels: &series.labels,
+                samples: window(&series.samples, start, end, |s| s.t),
+                exemplars: window(&series.exemplars, start, end, |e| e.t),
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,6 +509,15 @@ mod tests {
         assert!(TraceId::from_hex("xyz").is_none());
         assert!(SpanId::from_hex("00f067aa0ba902b7").is_some());
         assert!(SpanId::from_hex("00f067aa0ba902b7ff").is_none());
+    }
+
+    #[test]
+    fn window_keeps_the_inclusive_range() {
+        let samples: Vec<Sample> = (0..10).map(|t| Sample { t, v: t as f64 }).collect();
+        let inside = window(&samples, 3, 6, |s| s.t);
+        assert_eq!(inside.iter().map(|s| s.t).collect::<Vec<_>>(), [3, 4, 5, 6]);
+        assert!(window(&samples, 20, 30, |s| s.t).is_empty());
+        assert!(window(&samples, 6, 3, |s| s.t).is_empty());
     }
 
     #[test]

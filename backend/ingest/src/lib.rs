@@ -1,0 +1,1 @@
+//! What the embedded backend takes in.

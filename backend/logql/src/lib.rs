@@ -1,0 +1,1 @@
+//! LogQL for the embedded backend.

@@ -1,0 +1,1 @@
+//! PromQL for the embedded backend.

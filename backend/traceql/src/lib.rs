@@ -1,0 +1,1 @@
+//! TraceQL for the embedded backend.
