@@ -76,7 +76,7 @@ pub fn parse(text: &str, scrape_time_ms: i64, target: &Labels) -> Result<MetricB
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
         if cursor.peek() == Some('{') {
-            pairs.extend(cursor.labels().map_err(|m| error(m))?);
+            pairs.extend(cursor.labels().map_err(error)?);
         }
         pairs.push(("__name__".to_owned(), name.to_owned()));
         let value = cursor
