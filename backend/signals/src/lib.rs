@@ -451,7 +451,11 @@ pub fn window<T>(items: &[T], start: i64, end: i64, time: impl Fn(&T) -> i64) ->
 impl TraceSource for [Trace] {
     fn for_each_trace(&self, start: UnixNanos, end: UnixNanos, visit: &mut dyn FnMut(&Trace)) {
         for trace in self {
-            if trace.spans.iter().any(|s| s.start >= start && s.start <= end) {
+            if trace
+                .spans
+                .iter()
+                .any(|s| s.start >= start && s.start <= end)
+            {
                 visit(trace);
             }
         }

@@ -91,9 +91,16 @@ fn spawn(
 
 /// Starts mythical-server against `pg` and waits until `/healthz` says ready.
 pub async fn start_server(pg: &TestPostgres, mut env: Vec<(&'static str, String)>) -> Service {
-    let port = free_port();
     env.extend(pg.env());
-    env.push(("MYTHICAL_SERVER_LISTEN", format!("127.0.0.1:{port}")));
+    // A caller that picked the port (to scrape it, say) keeps it.
+    let port = match env.iter().find(|(k, _)| *k == "MYTHICAL_SERVER_LISTEN") {
+        Some((_, addr)) => addr.rsplit(':').next().unwrap().parse().unwrap(),
+        None => {
+            let port = free_port();
+            env.push(("MYTHICAL_SERVER_LISTEN", format!("127.0.0.1:{port}")));
+            port
+        }
+    };
     if !env.iter().any(|(k, _)| *k == "MYTHICAL_ADMIN_TOKEN") {
         env.push(("MYTHICAL_ADMIN_TOKEN", TOKEN.to_owned()));
     }

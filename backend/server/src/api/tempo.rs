@@ -1,0 +1,156 @@
+//! Tempo's HTTP API: trace by id (v1 and v2), echo, buildinfo.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use lab_signals::{
+    AttrValue, Attributes, Span, SpanKind, StatusCode as SpanStatus, Trace, TraceId,
+};
+use serde_json::{Value, json};
+
+use super::{blocking, buildinfo};
+use crate::backend::Backend;
+
+pub fn routes() -> Router<Arc<Backend>> {
+    Router::new()
+        .route("/api/traces/{id}", get(trace_v1))
+        .route("/api/v2/traces/{id}", get(trace_v2))
+        .route("/api/echo", get(|| async { "echo" }))
+        .route(
+            "/api/status/buildinfo",
+            get(|| async { axum::Json(buildinfo()) }),
+        )
+}
+
+async fn find(backend: Arc<Backend>, id: String) -> Result<Value, Response> {
+    let Some(trace_id) = TraceId::from_hex(&id) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("invalid trace id {id:?}: expected up to 32 hex digits"),
+        )
+            .into_response());
+    };
+    let found =
+        blocking(move || backend.store().traces().get(&trace_id).map(resource_spans)).await?;
+    found.ok_or_else(|| {
+        (
+            StatusCode::NOT_FOUND,
+            format!("trace not found: {trace_id}"),
+        )
+            .into_response()
+    })
+}
+
+async fn trace_v1(State(backend): State<Arc<Backend>>, Path(id): Path<String>) -> Response {
+    match find(backend, id).await {
+        Ok(batches) => axum::Json(json!({ "batches": batches })).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn trace_v2(State(backend): State<Arc<Backend>>, Path(id): Path<String>) -> Response {
+    match find(backend, id).await {
+        Ok(batches) => {
+            axum::Json(json!({ "trace": { "resourceSpans": batches }, "status": "COMPLETE" }))
+                .into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+/// A trace in OTLP JSON: spans grouped by resource and scope, ids in hex,
+/// times as strings of nanoseconds, kinds and status codes by their OTLP
+/// names.
+pub fn resource_spans(trace: &Trace) -> Value {
+    let mut groups: Vec<(&Arc<lab_signals::Resource>, Vec<&Span>)> = Vec::new();
+    for span in &trace.spans {
+        match groups
+            .iter_mut()
+            .find(|(r, _)| Arc::ptr_eq(r, &span.resource) || ***r == *span.resource)
+        {
+            Some((_, spans)) => spans.push(span),
+            None => groups.push((&span.resource, vec![span])),
+        }
+    }
+    Value::Array(
+        groups
+            .into_iter()
+            .map(|(resource, spans)| {
+                json!({
+                    "resource": { "attributes": attributes(&resource.attributes) },
+                    "scopeSpans": [{
+                        "scope": { "name": resource.scope_name, "version": resource.scope_version },
+                        "spans": spans.into_iter().map(span_json).collect::<Vec<_>>(),
+                    }],
+                })
+            })
+            .collect(),
+    )
+}
+
+fn span_json(span: &Span) -> Value {
+    let kind = match span.kind {
+        SpanKind::Unspecified => "SPAN_KIND_UNSPECIFIED",
+        SpanKind::Internal => "SPAN_KIND_INTERNAL",
+        SpanKind::Server => "SPAN_KIND_SERVER",
+        SpanKind::Client => "SPAN_KIND_CLIENT",
+        SpanKind::Producer => "SPAN_KIND_PRODUCER",
+        SpanKind::Consumer => "SPAN_KIND_CONSUMER",
+    };
+    let mut status = json!({});
+    match span.status {
+        SpanStatus::Unset => {}
+        SpanStatus::Ok => status = json!({ "code": "STATUS_CODE_OK" }),
+        SpanStatus::Error => {
+            status = json!({ "code": "STATUS_CODE_ERROR", "message": span.status_message })
+        }
+    }
+    let mut out = json!({
+        "traceId": span.trace_id.to_string(),
+        "spanId": span.span_id.to_string(),
+        "name": span.name,
+        "kind": kind,
+        "startTimeUnixNano": span.start.to_string(),
+        "endTimeUnixNano": span.end.to_string(),
+        "attributes": attributes(&span.attributes),
+        "status": status,
+    });
+    if let Some(parent) = span.parent_span_id {
+        out["parentSpanId"] = Value::String(parent.to_string());
+    }
+    if !span.events.is_empty() {
+        out["events"] = span
+            .events
+            .iter()
+            .map(|e| json!({ "timeUnixNano": e.time.to_string(), "name": e.name, "attributes": attributes(&e.attributes) }))
+            .collect();
+    }
+    if !span.links.is_empty() {
+        out["links"] = span
+            .links
+            .iter()
+            .map(|l| json!({ "traceId": l.trace_id.to_string(), "spanId": l.span_id.to_string(), "attributes": attributes(&l.attributes) }))
+            .collect();
+    }
+    out
+}
+
+/// OTLP JSON key/values; 64-bit integers as strings, as OTLP JSON has them.
+fn attributes(attrs: &Attributes) -> Value {
+    attrs
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                AttrValue::Str(s) => json!({ "stringValue": s }),
+                AttrValue::Int(i) => json!({ "intValue": i.to_string() }),
+                AttrValue::Float(f) => json!({ "doubleValue": f }),
+                AttrValue::Bool(b) => json!({ "boolValue": b }),
+            };
+            json!({ "key": key, "value": value })
+        })
+        .collect()
+}

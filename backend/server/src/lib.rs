@@ -1,0 +1,173 @@
+//! The lab's embedded telemetry backend: it takes in OTLP (gRPC and HTTP),
+//! Prometheus scrapes and Loki pushes, keeps them bounded in memory with a
+//! write-ahead log on disk, and answers the Tempo, Loki and Prometheus
+//! HTTP query APIs (TraceQL, LogQL, PromQL) on one port, so the lab's
+//! query client and a real Grafana can use it as all three datasources.
+//!
+//! Use it in-process with [`start`], or as `lab backend`.
+
+mod api;
+pub mod backend;
+pub mod ingest;
+pub mod params;
+mod receive;
+pub mod scrape;
+pub mod store;
+pub mod wal;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+pub use backend::Backend;
+pub use lab_ingest::otlp::LabelPolicy;
+pub use scrape::ScrapeTarget;
+pub use store::Limits;
+
+/// Where the backend listens and what it keeps.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// Where the write-ahead log lives; `None` keeps everything in memory.
+    pub data_dir: Option<PathBuf>,
+    /// Tempo, Loki and Prometheus query APIs, and Loki's push API.
+    pub query: SocketAddr,
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub limits: Limits,
+    pub scrape: Vec<ScrapeTarget>,
+}
+
+/// Default ports, clear of a real Tempo (3200, 4317, 4318), Loki (3100),
+/// Prometheus (9090) and Mimir (9009) running beside the lab.
+pub const DEFAULT_QUERY_PORT: u16 = 13200;
+pub const DEFAULT_OTLP_GRPC_PORT: u16 = 14317;
+pub const DEFAULT_OTLP_HTTP_PORT: u16 = 14318;
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            data_dir: None,
+            query: SocketAddr::from(([127, 0, 0, 1], DEFAULT_QUERY_PORT)),
+            otlp_grpc: SocketAddr::from(([127, 0, 0, 1], DEFAULT_OTLP_GRPC_PORT)),
+            otlp_http: SocketAddr::from(([127, 0, 0, 1], DEFAULT_OTLP_HTTP_PORT)),
+            limits: Limits::default(),
+            scrape: Vec::new(),
+        }
+    }
+}
+
+/// A started backend: its addresses (the real ones when port 0 was asked
+/// for) and the handle that stops it.
+pub struct RunningBackend {
+    pub backend: Arc<Backend>,
+    pub query: SocketAddr,
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl RunningBackend {
+    /// `http://<query address>`: the base URL of all three query APIs.
+    pub fn query_url(&self) -> String {
+        format!("http://{}", self.query)
+    }
+
+    /// Stops serving and writes out the log.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        let backend = self.backend.clone();
+        let _ = tokio::task::spawn_blocking(move || backend.sync()).await;
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for {what}: the port is in use or not allowed; stop what uses it or choose another port")
+    })
+}
+
+/// Opens the store (replaying the log), binds every port, and serves.
+pub async fn start(config: BackendConfig) -> Result<RunningBackend> {
+    // Bind first: a port in use fails before anything is replayed.
+    let query = bind(config.query, "the query APIs").await?;
+    let otlp_grpc = bind(config.otlp_grpc, "OTLP/gRPC").await?;
+    let otlp_http = bind(config.otlp_http, "OTLP/HTTP").await?;
+    let data_dir = config.data_dir.clone();
+    let limits = config.limits;
+    let (backend, report) = tokio::task::spawn_blocking(move || {
+        Backend::open(data_dir.as_deref(), limits, LabelPolicy::default())
+    })
+    .await?
+    .context("opening the backend's data folder")?;
+    if let Some(report) = report
+        && !report.damaged_segments.is_empty()
+    {
+        tracing::warn!(
+            "the write-ahead log had a torn or corrupt tail in {:?}; everything before it was kept",
+            report.damaged_segments
+        );
+    }
+    let backend = Arc::new(backend);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let addresses = (
+        query.local_addr()?,
+        otlp_grpc.local_addr()?,
+        otlp_http.local_addr()?,
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let query_app = api::router(backend.clone()).merge(receive::loki_push(backend.clone()));
+    tasks.spawn(serve(query, query_app, stop_rx.clone()));
+    tasks.spawn(serve(
+        otlp_grpc,
+        receive::otlp_grpc(backend.clone()),
+        stop_rx.clone(),
+    ));
+    tasks.spawn(serve(
+        otlp_http,
+        receive::otlp_http(backend.clone()),
+        stop_rx,
+    ));
+    for target in config.scrape {
+        tasks.spawn(scrape::run(backend.clone(), target));
+    }
+    let maintained = backend.clone();
+    tasks.spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let backend = maintained.clone();
+            match tokio::task::spawn_blocking(move || backend.maintain()).await {
+                Ok(Err(err)) => tracing::error!("writing the backend's log failed: {err}"),
+                Err(err) => tracing::error!("backend maintenance panicked: {err}"),
+                Ok(Ok(())) => {}
+            }
+        }
+    });
+
+    Ok(RunningBackend {
+        backend,
+        query: addresses.0,
+        otlp_grpc: addresses.1,
+        otlp_http: addresses.2,
+        stop,
+        tasks,
+    })
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        })
+        .await;
+}

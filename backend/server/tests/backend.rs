@@ -1,0 +1,233 @@
+//! The embedded backend as its clients see it: a second, independent OTLP
+//! client (the OpenTelemetry Python SDK), bad bodies, restarts, ports in
+//! use, and the size bound.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lab_backend::{BackendConfig, Limits};
+use serde_json::Value;
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn config(data_dir: Option<&std::path::Path>) -> BackendConfig {
+    BackendConfig {
+        data_dir: data_dir.map(ToOwned::to_owned),
+        query: loopback(),
+        otlp_grpc: loopback(),
+        otlp_http: loopback(),
+        ..BackendConfig::default()
+    }
+}
+
+/// Runs the Python SDK probe against `endpoint`; returns its trace id.
+fn python_probe(endpoint: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python_exporter.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(endpoint)
+        .output()
+        .expect("python3 runs (install it, with `pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http`)");
+    assert!(
+        out.status.success(),
+        "the Python OTLP probe failed; install its packages with `pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http`:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_sdk_exports_and_everything_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let backend = lab_backend::start(config(Some(data.path()))).await.unwrap();
+    let endpoint = format!("http://{}", backend.otlp_http);
+    let trace_id = tokio::task::spawn_blocking(move || python_probe(&endpoint))
+        .await
+        .unwrap();
+    assert_eq!(trace_id.len(), 32);
+
+    let (status, trace) =
+        get_json(&format!("{}/api/v2/traces/{trace_id}", backend.query_url())).await;
+    assert_eq!(status, 200, "{trace}");
+    let spans = &trace["trace"]["resourceSpans"][0]["scopeSpans"][0]["spans"];
+    let names: Vec<&str> = spans
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"probe parent") && names.contains(&"probe child"),
+        "{names:?}"
+    );
+    let child = spans
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "probe child")
+        .unwrap();
+    assert_eq!(child["status"]["code"], "STATUS_CODE_ERROR");
+    assert_eq!(child["status"]["message"], "probe failure");
+
+    let stats = backend.backend.store().stats();
+    assert!(stats.log_lines >= 1, "{stats:?}");
+    let (status, series) = get_json(&format!(
+        "{}/api/v1/series?match[]=probe_requests_total",
+        backend.query_url()
+    ))
+    .await;
+    assert_eq!(status, 200, "{series}");
+    assert_eq!(series["data"][0]["job"], "mythical/python-probe");
+    assert_eq!(series["data"][0]["route"], "/probe");
+
+    // Restart on the same folder: the trace, the log line and the series
+    // are back from the write-ahead log.
+    backend.shutdown().await;
+    let again = lab_backend::start(config(Some(data.path()))).await.unwrap();
+    let (status, _) = get_json(&format!("{}/api/traces/{trace_id}", again.query_url())).await;
+    assert_eq!(status, 200);
+    assert_eq!(again.backend.store().stats(), stats);
+    again.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_and_truncated_bodies_are_refused_and_nothing_is_lost() {
+    let backend = lab_backend::start(config(None)).await.unwrap();
+    let http = reqwest::Client::new();
+    let otlp = format!("http://{}", backend.otlp_http);
+    for (path, content_type, body) in [
+        (
+            "/v1/traces",
+            "application/x-protobuf",
+            vec![0x0a, 0xff, 0xff, 0x01],
+        ),
+        ("/v1/logs", "application/x-protobuf", vec![0x12; 7]),
+        (
+            "/v1/metrics",
+            "application/json",
+            b"{\"resourceMetrics\": [".to_vec(),
+        ),
+        ("/v1/traces", "application/json", b"not json".to_vec()),
+    ] {
+        let response = http
+            .post(format!("{otlp}{path}"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{path} {content_type}");
+        let text = response.text().await.unwrap();
+        assert!(text.starts_with("bad OTLP request: "), "{text}");
+    }
+    let push = http
+        .post(format!("{}/loki/api/v1/push", backend.query_url()))
+        .header("content-type", "application/json")
+        .body(r#"{"streams":[{"stream":{"job":"x"},"values":[[1,"no"]]}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(push.status(), 400);
+    assert!(push.text().await.unwrap().contains("Unix nanoseconds"));
+    let good = http
+        .post(format!("{}/loki/api/v1/push", backend.query_url()))
+        .header("content-type", "application/json")
+        .body(r#"{"streams":[{"stream":{"job":"x"},"values":[["1700000000000000000","yes"]]}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 204);
+    assert_eq!(
+        backend.backend.store().stats().log_lines,
+        1,
+        "only the good push was kept"
+    );
+    let bad_id = http
+        .get(format!("{}/api/traces/nothex", backend.query_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_id.status(), 400);
+    let missing = http
+        .get(format!(
+            "{}/api/traces/{}",
+            backend.query_url(),
+            "ab".repeat(16)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    backend.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = config(None);
+    config.otlp_grpc = taken.local_addr().unwrap();
+    let err = lab_backend::start(config)
+        .await
+        .err()
+        .expect("the port is taken");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("for OTLP/gRPC") && message.contains("choose another port"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_within_the_size_bound_under_a_steady_stream() {
+    let data = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        retention: Duration::from_secs(3600),
+        max_bytes: 2 * 1024 * 1024,
+    };
+    let (backend, _) =
+        lab_backend::Backend::open(Some(data.path()), limits, Default::default()).unwrap();
+    let started = Instant::now();
+    let mut peak = 0;
+    for batch in 0..200u64 {
+        let body = format!(
+            r#"{{"streams":[{{"stream":{{"job":"steady"}},"values":[{}]}}]}}"#,
+            (0..100u64)
+                .map(|i| format!(
+                    r#"["{}","line {batch}-{i} {}"]"#,
+                    lab_backend::params::now_nanos() + i as i64,
+                    "x".repeat(200)
+                ))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        backend
+            .ingest(lab_backend::ingest::Payload::LokiPush(body.into_bytes()))
+            .unwrap();
+        backend.maintain().unwrap();
+        peak = peak.max(backend.store().stats().bytes);
+    }
+    let stats = backend.store().stats();
+    assert!(stats.bytes <= limits.max_bytes, "{stats:?}");
+    assert!(
+        peak <= limits.max_bytes + 200 * 1024,
+        "peak {peak} over the bound by more than one batch"
+    );
+    assert!(
+        stats.log_lines > 1000 && stats.log_lines < 20_000,
+        "{stats:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

@@ -1,0 +1,131 @@
+//! The lab's one query client: TraceQL, LogQL and PromQL over the Tempo,
+//! Loki and Prometheus HTTP APIs, the same for the embedded backend and the
+//! real ones, so the query a guide shows is the query it runs.
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// A query language and the API that answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Language {
+    Traceql,
+    Logql,
+    Promql,
+}
+
+/// A time window in Unix nanoseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub start: i64,
+    pub end: i64,
+}
+
+impl Window {
+    fn start_secs(&self) -> String {
+        format!("{}", self.start / 1_000_000_000)
+    }
+    fn end_secs(&self) -> String {
+        format!("{}", (self.end + 999_999_999) / 1_000_000_000)
+    }
+    /// A step that gives about 120 points, at least a second.
+    pub fn default_step_secs(&self) -> i64 {
+        ((self.end - self.start) / 1_000_000_000 / 120).max(1)
+    }
+}
+
+pub struct QueryClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl QueryClient {
+    /// `base` is the backend's query URL, e.g. `http://127.0.0.1:13200`
+    /// (Tempo's, Loki's and Prometheus' paths all live under it).
+    pub fn new(base: &str) -> QueryClient {
+        QueryClient {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .expect("a plain HTTP client builds"),
+        }
+    }
+
+    async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .query(params)
+            .send()
+            .await
+            .with_context(|| format!("no answer from {url}: is the lab up (`lab status`)?"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            // Prometheus answers errors in JSON; Tempo and Loki in text.
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or(text);
+            bail!("{} answered {status}: {}", url, message.trim());
+        }
+        serde_json::from_str(&text).with_context(|| format!("{url} did not answer JSON"))
+    }
+
+    /// TraceQL search: `GET /api/search`.
+    pub async fn traceql(&self, query: &str, window: Window, limit: usize) -> Result<Value> {
+        self.get(
+            "/api/search",
+            &[
+                ("q", query.to_owned()),
+                ("start", window.start_secs()),
+                ("end", window.end_secs()),
+                ("limit", limit.to_string()),
+            ],
+        )
+        .await
+    }
+
+    /// LogQL over a window: `GET /loki/api/v1/query_range` (log lines or,
+    /// for a metric query, a matrix).
+    pub async fn logql(
+        &self,
+        query: &str,
+        window: Window,
+        limit: usize,
+        step_secs: i64,
+    ) -> Result<Value> {
+        self.get(
+            "/loki/api/v1/query_range",
+            &[
+                ("query", query.to_owned()),
+                ("start", window.start.to_string()),
+                ("end", window.end.to_string()),
+                ("limit", limit.to_string()),
+                ("step", format!("{step_secs}s")),
+                ("direction", "backward".to_owned()),
+            ],
+        )
+        .await
+    }
+
+    /// PromQL over a window: `GET /api/v1/query_range`.
+    pub async fn promql_range(&self, query: &str, window: Window, step_secs: i64) -> Result<Value> {
+        self.get(
+            "/api/v1/query_range",
+            &[
+                ("query", query.to_owned()),
+                ("start", window.start_secs()),
+                ("end", window.end_secs()),
+                ("step", step_secs.to_string()),
+            ],
+        )
+        .await
+    }
+
+    /// One trace: `GET /api/v2/traces/<id>`.
+    pub async fn trace(&self, trace_id: &str) -> Result<Value> {
+        self.get(&format!("/api/v2/traces/{trace_id}"), &[]).await
+    }
+}

@@ -1,0 +1,79 @@
+//! The `lab` binary against a running embedded backend.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use lab_backend::BackendConfig;
+
+const TRACE: &str = r#"{"resourceSpans":[
+ {"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"mythical-requester"}}]},
+  "scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"aaaaaaaaaaaaaaaa","name":"requester",
+   "kind":3,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000040000000"}]}]},
+ {"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"mythical-server"}}]},
+  "scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"bbbbbbbbbbbbbbbb","parentSpanId":"aaaaaaaaaaaaaaaa",
+   "name":"INSERT owlbear","kind":3,"startTimeUnixNano":"1700000000010000000","endTimeUnixNano":"1700000000030000000",
+   "status":{"code":2,"message":"null value in column \"name\" of relation \"owlbear\" violates not-null constraint"}}]}]}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_trace_draws_a_stored_trace_as_a_waterfall() {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let backend = lab_backend::start(BackendConfig {
+        query: loopback,
+        otlp_grpc: loopback,
+        otlp_http: loopback,
+        ..BackendConfig::default()
+    })
+    .await
+    .unwrap();
+    let sent = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", backend.otlp_http))
+        .header("content-type", "application/json")
+        .body(TRACE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+
+    let url = backend.query_url();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_lab"))
+            .args(["trace", "5b8efff798038103d269b633813fc60c", "--url", &url])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[1].starts_with("mythical-requester requester"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("  mythical-server INSERT owlbear"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("20.0ms") && lines[2].ends_with("violates not-null constraint"),
+        "{text}"
+    );
+
+    let url = backend.query_url();
+    let missing = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_lab"))
+            .args(["trace", "00000000000000000000000000000001", "--url", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("trace not found"));
+    backend.shutdown().await;
+}
