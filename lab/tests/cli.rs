@@ -15,7 +15,7 @@ const TRACE: &str = r#"{"resourceSpans":[
    "status":{"code":2,"message":"null value in column \"name\" of relation \"owlbear\" violates not-null constraint"}}]}]}]}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lab_trace_draws_a_stored_trace_as_a_waterfall() {
+async fn lab_query_and_lab_trace_read_the_embedded_backend() {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let backend = lab_backend::start(BackendConfig {
         query: loopback,
@@ -64,7 +64,90 @@ async fn lab_trace_draws_a_stored_trace_as_a_waterfall() {
         "{text}"
     );
 
+    // `lab query` in each language, and a bad query's position.
+    let push = reqwest::Client::new()
+        .post(format!("{}/loki/api/v1/push", backend.query_url()))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"streams":[{{"stream":{{"service_name":"mythical-server","level":"error"}},"values":[["{}","traceID=5b8efff798038103d269b633813fc60c status=FAILURE"]]}}]}}"#,
+            lab_backend::params::now_nanos()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(push.status(), 204);
+    let lab = |args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_lab"))
+                .args(&args)
+                .env("NO_COLOR", "1")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
     let url = backend.query_url();
+    let traces = lab(vec![
+        "query".into(),
+        "traceql".into(),
+        "{ status = error }".into(),
+        "--since".into(),
+        "10000d".into(),
+        "--url".into(),
+        url.clone(),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&traces.stdout);
+    assert!(
+        traces.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&traces.stderr)
+    );
+    assert!(
+        text.contains("5b8efff798038103d269b633813fc60c") && text.contains("mythical-requester"),
+        "{text}"
+    );
+    let logs = lab(vec![
+        "query".into(),
+        "logql".into(),
+        r#"{level="error"} |= "FAILURE""#.into(),
+        "--url".into(),
+        url.clone(),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        text.contains("status=FAILURE"),
+        "{text}{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    let metric = lab(vec![
+        "query".into(),
+        "promql".into(),
+        "vector(42)".into(),
+        "--url".into(),
+        url.clone(),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&metric.stdout);
+    assert!(
+        text.contains("42"),
+        "{text}{}",
+        String::from_utf8_lossy(&metric.stderr)
+    );
+    let bad = lab(vec![
+        "query".into(),
+        "traceql".into(),
+        "{ status = }".into(),
+        "--url".into(),
+        url.clone(),
+    ])
+    .await;
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("parse error at line 1, col 12"), "{err}");
+
     let missing = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_lab"))
             .args(["trace", "00000000000000000000000000000001", "--url", &url])

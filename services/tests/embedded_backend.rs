@@ -77,39 +77,18 @@ async fn every_signal_of_the_services_reads_back_through_the_query_apis() {
         ]
     };
 
-    // A failing trace that runs from the requester to the database (found
-    // in the store; TraceQL search arrives with its crate), read back
-    // through Tempo's trace-by-id API.
-    let trace_id = {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let found = {
-                let traces = backend.backend.store().traces();
-                let mut found = None;
-                lab_signals::TraceSource::for_each_trace(&*traces, 0, i64::MAX, &mut |trace| {
-                    let failed = trace.spans.iter().any(|s| {
-                        s.name.starts_with("INSERT ") && s.status == lab_signals::StatusCode::Error
-                    });
-                    let from_requester = trace
-                        .spans
-                        .iter()
-                        .any(|s| s.service_name() == "mythical-requester");
-                    if failed && from_requester && found.is_none() {
-                        found = Some(trace.trace_id.to_string());
-                    }
-                });
-                found
-            };
-            if let Some(id) = found {
-                break id;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no failing requester trace arrived"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    };
+    // Tempo: TraceQL finds a failing requester trace that reaches the
+    // database, and the trace reads back by id.
+    let query = r#"{ resource.service.name = "mythical-requester" && span.http.status_code = 500 } >> { status = error }"#;
+    let mut params = vec![("q", query.to_owned())];
+    params.extend(window());
+    let trace_id = poll(
+        "an error trace",
+        &format!("{base}/api/search"),
+        &params,
+        |answer| answer["traces"][0]["traceID"].as_str().map(str::to_owned),
+    )
+    .await;
     let trace: Value = reqwest::get(format!("{base}/api/v2/traces/{trace_id}"))
         .await
         .unwrap()
@@ -129,47 +108,49 @@ async fn every_signal_of_the_services_reads_back_through_the_query_apis() {
         );
     }
 
-    // The server's error line, in that trace, under Loki's labels.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut seen = false;
-        let select = |labels: &lab_signals::Labels| {
-            labels.get("service_name") == Some("mythical-server")
-                && labels.get("level") == Some("error")
-        };
-        lab_signals::LogSource::for_each_stream(
-            &*backend.backend.store().logs(),
-            &select,
-            0,
-            i64::MAX,
-            &mut |view| {
-                seen |= view.entries.iter().any(|e| {
-                    e.line.contains(&trace_id)
-                        && e.metadata.get("trace_id") == Some(trace_id.as_str())
-                });
-            },
-        );
-        if seen {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server's error line never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    // Loki: LogQL finds the server's error line in that trace.
+    let logql = format!(
+        r#"{{service_name="mythical-server", level="error"}} |= "not-null" | logfmt | traceID="{trace_id}""#
+    );
+    let loki_params = vec![
+        ("query", logql),
+        ("start", format!("{}", now() - 600_000_000_000)),
+        ("end", format!("{}", now() + 60_000_000_000)),
+        ("limit", "10".to_owned()),
+    ];
+    let line = poll(
+        "the error log line",
+        &format!("{base}/loki/api/v1/query_range"),
+        &loki_params,
+        |answer| {
+            answer["data"]["result"][0]["values"][0][1]
+                .as_str()
+                .map(str::to_owned)
+        },
+    )
+    .await;
+    assert!(
+        line.contains("status=FAILURE") && line.contains(&trace_id),
+        "{line}"
+    );
 
     // Prometheus: the scraped histogram (the original's names) and its
     // exemplars, and the same histogram over OTLP.
-    let scraped = vec![(
-        "match[]",
-        "mythical_request_times_count{status=\"500\", job=\"mythical-server\"}".to_owned(),
-    )];
+    let scraped = vec![
+        ("query", "sum by (beast) (mythical_request_times_count{status=\"500\", job=\"mythical-server\"})".to_owned()),
+        // A minute ahead: the poll keeps these parameters while scrapes go on.
+        ("time", format!("{}", now() / 1_000_000_000 + 60)),
+    ];
     poll(
         "scraped request counts",
-        &format!("{base}/api/v1/series"),
+        &format!("{base}/api/v1/query"),
         &scraped,
-        |answer| answer["data"].as_array().filter(|r| !r.is_empty()).cloned(),
+        |answer| {
+            answer["data"]["result"]
+                .as_array()
+                .filter(|r| !r.is_empty())
+                .cloned()
+        },
     )
     .await;
     let mut exemplar_params = vec![("query", "mythical_request_times_bucket".to_owned())];

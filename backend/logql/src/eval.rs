@@ -278,9 +278,12 @@ fn process(query: &LogQuery, stream: &Labels, entry: &LogEntry) -> Option<Option
         .collect();
     pairs.extend(extracted);
     let labels = Labels::new(pairs);
-    let labels = Labels::new(labels.into_pairs().into_iter().filter(|(k, _)| {
-        !drop.contains(&k) && keep.is_none_or(|names| names.contains(k))
-    }));
+    let labels = Labels::new(
+        labels
+            .into_pairs()
+            .into_iter()
+            .filter(|(k, _)| !drop.contains(&k) && keep.is_none_or(|names| names.contains(k))),
+    );
     Some(Some(labels))
 }
 

@@ -161,11 +161,7 @@ impl<S: SeriesSource + ?Sized> Eval<'_, S> {
     }
 
     /// A range function over a matrix selector, at every step.
-    fn over_range(
-        &self,
-        ms: &MatrixSelector,
-        f: &WindowFn<'_>,
-    ) -> Result<Vec<Series>, QueryError> {
+    fn over_range(&self, ms: &MatrixSelector, f: &WindowFn<'_>) -> Result<Vec<Series>, QueryError> {
         let range = ms.range.as_millis() as i64;
         let offset = offset_ms(&ms.vs.offset);
         let first = self.steps[0] - offset - range;
@@ -573,7 +569,9 @@ impl<S: SeriesSource + ?Sized> Eval<'_, S> {
                             &mut present,
                         ),
                         other => {
-                            return Err(QueryError::Unsupported(format!("the aggregation {other}")));
+                            return Err(QueryError::Unsupported(format!(
+                                "the aggregation {other}"
+                            )));
                         }
                     }))
                 })

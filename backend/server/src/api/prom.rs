@@ -20,6 +20,8 @@ use crate::params::{self, now_nanos};
 
 pub fn routes() -> Router<Arc<Backend>> {
     Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/series", get(series).post(series))
@@ -301,4 +303,89 @@ async fn query_exemplars(State(backend): State<Arc<Backend>>, params: Params) ->
         Ok(found) => success(json!(found)),
         Err(response) => response,
     }
+}
+
+fn query_answer(
+    result: Result<Result<lab_promql::QueryValue, lab_promql::QueryError>, Response>,
+) -> Response {
+    match result {
+        Ok(Ok(value)) => axum::Json(lab_promql::response_json(&value)).into_response(),
+        Ok(Err(err)) => {
+            let (status, body) = lab_promql::error_response(&err);
+            (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                axum::Json(body),
+            )
+                .into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+fn time_param(params: &Params, name: &str, default: i64) -> Result<i64, Response> {
+    match params.get(name) {
+        Some(t) => params::time(name, t)
+            .map(|nanos| nanos / 1_000_000)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_data", &e.to_string())),
+        None => Ok(default),
+    }
+}
+
+async fn query(State(backend): State<Arc<Backend>>, params: Params) -> Response {
+    let Some(query) = params.get("query").map(str::to_owned) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_data",
+            "invalid parameter \"query\": missing",
+        );
+    };
+    let time = match time_param(&params, "time", now_nanos() / 1_000_000) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    query_answer(
+        blocking(move || lab_promql::instant_query(&*backend.store().metrics(), &query, time))
+            .await,
+    )
+}
+
+async fn query_range(State(backend): State<Arc<Backend>>, params: Params) -> Response {
+    let Some(query) = params.get("query").map(str::to_owned) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_data",
+            "invalid parameter \"query\": missing",
+        );
+    };
+    let (start, end) = match (
+        time_param(&params, "start", i64::MIN),
+        time_param(&params, "end", i64::MIN),
+    ) {
+        (Ok(s), Ok(e)) if s != i64::MIN && e != i64::MIN => (s, e),
+        (Err(r), _) | (_, Err(r)) => return r,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_data",
+                "invalid parameter \"start\" or \"end\": missing",
+            );
+        }
+    };
+    let step = match params.get("step").map(|s| params::duration("step", s)) {
+        Some(Ok(step)) => step / 1_000_000,
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, "bad_data", &e.to_string()),
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_data",
+                "invalid parameter \"step\": missing",
+            );
+        }
+    };
+    query_answer(
+        blocking(move || {
+            lab_promql::range_query(&*backend.store().metrics(), &query, start, end, step)
+        })
+        .await,
+    )
 }

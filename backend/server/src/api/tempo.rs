@@ -12,13 +12,19 @@ use lab_signals::{
 };
 use serde_json::{Value, json};
 
-use super::{blocking, buildinfo};
+use super::{Params, blocking, buildinfo};
 use crate::backend::Backend;
+use crate::params::{self, now_nanos};
 
 pub fn routes() -> Router<Arc<Backend>> {
     Router::new()
         .route("/api/traces/{id}", get(trace_v1))
         .route("/api/v2/traces/{id}", get(trace_v2))
+        .route("/api/search", get(search))
+        .route("/api/search/tags", get(tags_v1))
+        .route("/api/v2/search/tags", get(tags_v2))
+        .route("/api/search/tag/{tag}/values", get(tag_values_v1))
+        .route("/api/v2/search/tag/{tag}/values", get(tag_values_v2))
         .route("/api/echo", get(|| async { "echo" }))
         .route(
             "/api/status/buildinfo",
@@ -153,4 +159,132 @@ fn attributes(attrs: &Attributes) -> Value {
             json!({ "key": key, "value": value })
         })
         .collect()
+}
+
+/// Tempo takes `start`/`end` in Unix seconds; without them, everything.
+fn window(params: &Params) -> Result<(i64, i64), Response> {
+    let bad = |e: params::ParamError| (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+    let start = params
+        .get("start")
+        .map(|t| params::time("start", t))
+        .transpose()
+        .map_err(bad)?
+        .unwrap_or(0);
+    let end = params
+        .get("end")
+        .map(|t| params::time("end", t))
+        .transpose()
+        .map_err(bad)?
+        .unwrap_or_else(|| now_nanos() + 60_000_000_000);
+    Ok((start, end))
+}
+
+fn number(params: &Params, name: &str, default: usize) -> Result<usize, Response> {
+    match params.get(name) {
+        None | Some("") => Ok(default),
+        Some(text) => text.parse().map_err(|_| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("invalid {name}: {text:?} is not a whole number"),
+            )
+                .into_response()
+        }),
+    }
+}
+
+async fn search(State(backend): State<Arc<Backend>>, params: Params) -> Response {
+    let query = params
+        .get("q")
+        .filter(|q| !q.trim().is_empty())
+        .unwrap_or("{}")
+        .to_owned();
+    let parsed = match lab_traceql::parse(&query) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("invalid TraceQL query: {err}"),
+            )
+                .into_response();
+        }
+    };
+    let ((start, end), limit, spss) = match (
+        window(&params),
+        number(&params, "limit", 20),
+        number(&params, "spss", 3),
+    ) {
+        (Ok(w), Ok(l), Ok(s)) => (w, l, s),
+        (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return r,
+    };
+    let answer = blocking(move || {
+        let traces = backend.store().traces();
+        let (matches, inspected) = parsed.search(&*traces, start, end, limit, spss);
+        lab_traceql::search_response(&matches, inspected)
+    })
+    .await;
+    match answer {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn tags_v1(State(backend): State<Arc<Backend>>, params: Params) -> Response {
+    let (start, end) = match window(&params) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match blocking(move || lab_traceql::tags_v1(&*backend.store().traces(), start, end)).await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn tags_v2(State(backend): State<Arc<Backend>>, params: Params) -> Response {
+    let (start, end) = match window(&params) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let scope = params.get("scope").map(str::to_owned);
+    match blocking(move || {
+        lab_traceql::tags_v2(&*backend.store().traces(), start, end, scope.as_deref())
+    })
+    .await
+    {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn tag_values_v1(
+    State(backend): State<Arc<Backend>>,
+    Path(tag): Path<String>,
+    params: Params,
+) -> Response {
+    let (start, end) = match window(&params) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match blocking(move || lab_traceql::tag_values_v1(&*backend.store().traces(), &tag, start, end))
+        .await
+    {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn tag_values_v2(
+    State(backend): State<Arc<Backend>>,
+    Path(tag): Path<String>,
+    params: Params,
+) -> Response {
+    let (start, end) = match window(&params) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match blocking(move || lab_traceql::tag_values_v2(&*backend.store().traces(), &tag, start, end))
+        .await
+    {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(response) => response,
+    }
 }
