@@ -1,0 +1,321 @@
+//! The embedded backend's figures: spans ingested per second on one core,
+//! trace by id with 1M spans stored, a LogQL line filter over 1M lines, the
+//! p95 PromQL over an hour of histogram data, and memory per span and line.
+//!
+//! cargo bench -p lab-backend --bench backend
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lab_backend::ingest::Payload;
+use lab_backend::{BackendConfig, Limits};
+use lab_logql::Direction;
+use lab_signals::{Labels, LogEntry, Sample};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+
+const SPANS_PER_BATCH: usize = 500;
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn text(s: &str) -> any_value::Value {
+    any_value::Value::StringValue(s.into())
+}
+
+/// A batch of lab-shaped spans: traces of five spans (requester → client →
+/// server → database), ids unique per batch.
+fn batch(index: u64, now_nanos: u64) -> ExportTraceServiceRequest {
+    let spans = (0..SPANS_PER_BATCH as u64)
+        .map(|i| {
+            let trace = index * 1000 + i / 5;
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&trace.to_be_bytes());
+            trace_id[8] = 1;
+            let span_id = (index * 1000 + i + 1).to_be_bytes().to_vec();
+            let parent = if i % 5 == 0 { Vec::new() } else { (index * 1000 + i).to_be_bytes().to_vec() };
+            let start = now_nanos + i * 1_000_000;
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id,
+                parent_span_id: parent,
+                name: ["requester", "POST /:beast", "POST /:beast", "INSERT owlbear", "SELECT owlbear"][(i % 5) as usize].into(),
+                kind: 3,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + 2_000_000,
+                attributes: vec![
+                    kv("http.request.method", text("POST")),
+                    kv("http.route", text("/:beast")),
+                    kv("url.path", text("/owlbear")),
+                    kv("beast", text("owlbear")),
+                    kv("http.response.status_code", any_value::Value::IntValue(500)),
+                    kv("db.system", text("postgresql")),
+                    kv("db.query.text", text("INSERT INTO owlbear (name) VALUES ($1)")),
+                    kv("client.address", text("127.0.0.1")),
+                ],
+                status: Some(Status { code: 2, message: "null value in column \"name\" of relation \"owlbear\" violates not-null constraint".into() }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", text("mythical-server")),
+                    kv("service.namespace", text("mythical")),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let now = lab_backend::params::now_nanos() as u64 - 600_000_000_000;
+    let data = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        retention: Duration::from_secs(24 * 3600),
+        max_bytes: 8 * 1024 * 1024 * 1024,
+    };
+
+    // 3. LogQL line filters over 1M lines in 20 streams.
+    let (logs, _) = lab_backend::Backend::open(None, limits, Default::default()).unwrap();
+    let rss_before = rss_bytes();
+    for chunk in 0..100i64 {
+        let entries: Vec<(Labels, LogEntry)> = (0..10_000i64)
+            .map(|i| {
+                let n = chunk * 10_000 + i;
+                let beast = ["unicorn", "manticore", "illithid", "owlbear", "beholder"][(n % 5) as usize];
+                let level = if n % 4 == 0 { "error" } else { "info" };
+                let status = if level == "error" { "FAILURE" } else { "SUCCESS" };
+                let needle = if n % 100_000 == 7 { " needle" } else { "" };
+                (
+                    Labels::from_pairs([("service_name", "mythical-server"), ("level", level), ("beast", beast), ("job", "mythical-server")]),
+                    LogEntry {
+                        ts: now as i64 + n * 1_000_000,
+                        line: format!("traceID={n:032x} http.method=POST endpoint={beast} status={status} code=500{needle}"),
+                        metadata: Labels::default(),
+                    },
+                )
+            })
+            .collect();
+        logs.store().add_logs(entries);
+    }
+    let lines = logs.store().stats().log_lines;
+    let rss_lines = rss_bytes().saturating_sub(rss_before);
+    println!(
+        "| memory per stored log line (RSS growth / lines) | {:.0} MB for {lines} | {:.0} bytes/line |",
+        rss_lines as f64 / 1e6,
+        rss_lines as f64 / lines as f64
+    );
+    let store = logs.store().logs();
+    for (what, query, limit) in [
+        (
+            "LogQL rare line filter over 1M lines (full scan)",
+            r#"{service_name="mythical-server"} |= "needle""#,
+            100,
+        ),
+        (
+            "LogQL line filter over 1M lines, limit 100",
+            r#"{service_name="mythical-server"} |= "FAILURE""#,
+            100,
+        ),
+        (
+            "LogQL count_over_time of a filter over 1M lines, step 1m",
+            r#"sum by (beast) (count_over_time({service_name="mythical-server"} |= "FAILURE" [1m]))"#,
+            100,
+        ),
+    ] {
+        let expr = lab_logql::parse(query).unwrap();
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            let result = lab_logql::query_range(
+                &*store,
+                &expr,
+                now as i64,
+                now as i64 + 1_000_000_000_000,
+                60_000_000_000,
+                limit,
+                Direction::Backward,
+            )
+            .unwrap();
+            times.push(started.elapsed());
+            std::hint::black_box(result);
+        }
+        times.sort();
+        println!(
+            "| {what} | `{query}` | median {:.0} ms |",
+            percentile(&times, 0.5).as_secs_f64() * 1e3
+        );
+    }
+    drop(store);
+
+    // 1. Ingest on one core: decode-free mapping + WAL + store, one thread.
+    // Each batch is built just before it is ingested, so the RSS growth
+    // is the store's, and only the ingest is timed.
+    let (backend, _) =
+        lab_backend::Backend::open(Some(data.path()), limits, Default::default()).unwrap();
+    let rss_before = rss_bytes();
+    let mut elapsed = Duration::ZERO;
+    for i in 0..2000 {
+        let request = batch(i, now);
+        let started = Instant::now();
+        backend.ingest(Payload::Traces(request)).unwrap();
+        elapsed += started.elapsed();
+    }
+    let started = Instant::now();
+    backend.sync().unwrap();
+    elapsed += started.elapsed();
+    let spans = backend.store().stats().spans;
+    let rss_spans = rss_bytes().saturating_sub(rss_before);
+    println!(
+        "| ingest, one thread (mapping, write-ahead log, store) | {spans} spans in {:.2} s | {:.0} spans/s |",
+        elapsed.as_secs_f64(),
+        spans as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "| memory per stored span (RSS growth / spans) | {:.0} MB for {spans} | {:.0} bytes/span |",
+        rss_spans as f64 / 1e6,
+        rss_spans as f64 / spans as f64
+    );
+    drop(backend);
+
+    // 2. Trace by id over HTTP with the 1M spans replayed from the log.
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let started = Instant::now();
+    let running = runtime
+        .block_on(lab_backend::start(BackendConfig {
+            data_dir: Some(data.path().to_owned()),
+            query: loopback,
+            otlp_grpc: loopback,
+            otlp_http: loopback,
+            limits,
+            scrape: Vec::new(),
+        }))
+        .unwrap();
+    println!(
+        "| restart: replay of the write-ahead log | {} spans | {:.2} s |",
+        running.backend.store().stats().spans,
+        started.elapsed().as_secs_f64()
+    );
+    let url = running.query_url();
+    let mut latencies = runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let mut latencies = Vec::new();
+        for i in 0..5000u64 {
+            let trace = (i * 7919) % 2000 * 1000 + (i % 100);
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&trace.to_be_bytes());
+            id[8] = 1;
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            let started = Instant::now();
+            let response = http
+                .get(format!("{url}/api/v2/traces/{hex}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let _ = response.bytes().await.unwrap();
+            latencies.push(started.elapsed());
+        }
+        latencies
+    });
+    latencies.sort();
+    println!(
+        "| trace by id over HTTP, 1M spans stored (5000 lookups) | p50 {:.2} ms | p99 {:.2} ms |",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    );
+    runtime.block_on(running.shutdown());
+
+    // 4. PromQL p95 over an hour of scraped histogram data.
+    let (metrics, _) = lab_backend::Backend::open(None, limits, Default::default()).unwrap();
+    let hour_start = now as i64 / 1_000_000 - 3_600_000;
+    let bounds = [
+        "10.0", "20.0", "50.0", "100.0", "200.0", "500.0", "1000.0", "2000.0", "4000.0", "8000.0",
+        "16000.0", "+Inf",
+    ];
+    let mut points = Vec::new();
+    let mut combos = 0;
+    for beast in ["unicorn", "manticore", "illithid", "owlbear", "beholder"] {
+        for method in ["GET", "POST", "DELETE"] {
+            for status in ["200", "201", "204", "404", "500"] {
+                combos += 1;
+                for scrape in 0..240i64 {
+                    let t = hour_start + scrape * 15_000;
+                    let total = (scrape * 3) as f64;
+                    for (b, le) in bounds.iter().enumerate() {
+                        let share = ((b + 1) as f64 / bounds.len() as f64).min(1.0);
+                        points.push((
+                            Labels::from_pairs([
+                                ("__name__", "mythical_request_times_bucket"),
+                                ("le", le),
+                                ("beast", beast),
+                                ("method", method),
+                                ("status", status),
+                                ("job", "mythical-server"),
+                                ("instance", "127.0.0.1:4000"),
+                            ]),
+                            Sample {
+                                t,
+                                v: (total * share).floor(),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let samples = points.len();
+    metrics.store().add_metrics(points, [], []);
+    let query =
+        "histogram_quantile(0.95, sum by (le, beast) (rate(mythical_request_times_bucket[1m])))";
+    let store = metrics.store().metrics();
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let result =
+            lab_promql::range_query(&*store, query, hour_start, hour_start + 3_600_000, 15_000)
+                .unwrap();
+        times.push(started.elapsed());
+        std::hint::black_box(result);
+    }
+    times.sort();
+    println!(
+        "| PromQL p95 over an hour ({combos} label sets × 12 buckets, {samples} samples, step 15 s) | `{query}` | median {:.0} ms |",
+        percentile(&times, 0.5).as_secs_f64() * 1e3
+    );
+}
