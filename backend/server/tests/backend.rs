@@ -7,7 +7,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lab_backend::{BackendConfig, Limits};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
 use serde_json::Value;
+
+/// Tempo's TraceByIDResponse, as far as a client needs it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TraceByIdResponse {
+    #[prost(message, optional, tag = "1")]
+    trace: Option<ExportTraceServiceRequest>,
+}
 
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
@@ -81,6 +90,36 @@ async fn an_independent_sdk_exports_and_everything_survives_a_restart() {
         .unwrap();
     assert_eq!(child["status"]["code"], "STATUS_CODE_ERROR");
     assert_eq!(child["status"]["message"], "probe failure");
+
+    // Grafana's Tempo datasource asks for protobuf: the same trace comes
+    // back as Tempo's Trace message (v1) and TraceByIDResponse (v2).
+    let http = reqwest::Client::new();
+    for (path, wrapped) in [("api/traces", false), ("api/v2/traces", true)] {
+        let response = http
+            .get(format!("{}/{path}/{trace_id}", backend.query_url()))
+            .header("accept", "application/protobuf")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/protobuf");
+        let bytes = response.bytes().await.unwrap();
+        let trace = if wrapped {
+            TraceByIdResponse::decode(bytes.as_ref())
+                .unwrap()
+                .trace
+                .unwrap()
+        } else {
+            ExportTraceServiceRequest::decode(bytes.as_ref()).unwrap()
+        };
+        let spans = lab_ingest::otlp::spans(&trace);
+        assert_eq!(spans.len(), 2, "{path}");
+        assert!(
+            spans
+                .iter()
+                .any(|s| s.name == "probe child" && s.status_message == "probe failure")
+        );
+    }
 
     let stats = backend.backend.store().stats();
     assert!(stats.log_lines >= 1, "{stats:?}");

@@ -4,12 +4,19 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use lab_signals::{
     AttrValue, Attributes, Span, SpanKind, StatusCode as SpanStatus, Trace, TraceId,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
+use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span as ProtoSpan, Status as ProtoStatus, span,
+};
+use prost::Message;
 use serde_json::{Value, json};
 
 use super::{Params, blocking, buildinfo};
@@ -32,6 +39,41 @@ pub fn routes() -> Router<Arc<Backend>> {
         )
 }
 
+/// Grafana's Tempo datasource asks for trace by id in protobuf (Tempo's
+/// `Trace` message, wire-identical to an OTLP export request); other
+/// clients get OTLP JSON.
+fn wants_protobuf(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/protobuf"))
+}
+
+async fn find_proto(
+    backend: Arc<Backend>,
+    id: String,
+) -> Result<ExportTraceServiceRequest, Response> {
+    let Some(trace_id) = TraceId::from_hex(&id) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("invalid trace id {id:?}: expected up to 32 hex digits"),
+        )
+            .into_response());
+    };
+    let found = blocking(move || backend.store().traces().get(&trace_id).map(proto_trace)).await?;
+    found.ok_or_else(|| {
+        (
+            StatusCode::NOT_FOUND,
+            format!("trace not found: {trace_id}"),
+        )
+            .into_response()
+    })
+}
+
+fn protobuf(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/protobuf")], bytes).into_response()
+}
+
 async fn find(backend: Arc<Backend>, id: String) -> Result<Value, Response> {
     let Some(trace_id) = TraceId::from_hex(&id) else {
         return Err((
@@ -51,14 +93,39 @@ async fn find(backend: Arc<Backend>, id: String) -> Result<Value, Response> {
     })
 }
 
-async fn trace_v1(State(backend): State<Arc<Backend>>, Path(id): Path<String>) -> Response {
+async fn trace_v1(
+    State(backend): State<Arc<Backend>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if wants_protobuf(&headers) {
+        return match find_proto(backend, id).await {
+            Ok(trace) => protobuf(trace.encode_to_vec()),
+            Err(response) => response,
+        };
+    }
     match find(backend, id).await {
         Ok(batches) => axum::Json(json!({ "batches": batches })).into_response(),
         Err(response) => response,
     }
 }
 
-async fn trace_v2(State(backend): State<Arc<Backend>>, Path(id): Path<String>) -> Response {
+async fn trace_v2(
+    State(backend): State<Arc<Backend>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if wants_protobuf(&headers) {
+        return match find_proto(backend, id).await {
+            Ok(trace) => {
+                // TraceByIDResponse: the trace is its field 1.
+                let mut bytes = Vec::new();
+                prost::encoding::message::encode(1, &trace, &mut bytes);
+                protobuf(bytes)
+            }
+            Err(response) => response,
+        };
+    }
     match find(backend, id).await {
         Ok(batches) => {
             axum::Json(json!({ "trace": { "resourceSpans": batches }, "status": "COMPLETE" }))
@@ -286,5 +353,104 @@ async fn tag_values_v2(
     {
         Ok(answer) => axum::Json(answer).into_response(),
         Err(response) => response,
+    }
+}
+
+fn proto_attributes(attrs: &Attributes) -> Vec<KeyValue> {
+    attrs
+        .iter()
+        .map(|(key, value)| KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue {
+                value: Some(match value {
+                    AttrValue::Str(s) => any_value::Value::StringValue(s.clone()),
+                    AttrValue::Int(i) => any_value::Value::IntValue(*i),
+                    AttrValue::Float(f) => any_value::Value::DoubleValue(*f),
+                    AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
+                }),
+            }),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A trace as OTLP protobuf, spans grouped by resource and scope.
+fn proto_trace(trace: &Trace) -> ExportTraceServiceRequest {
+    let mut groups: Vec<(&Arc<lab_signals::Resource>, Vec<ProtoSpan>)> = Vec::new();
+    for s in &trace.spans {
+        let proto = ProtoSpan {
+            trace_id: s.trace_id.0.to_vec(),
+            span_id: s.span_id.0.to_vec(),
+            parent_span_id: s.parent_span_id.map(|p| p.0.to_vec()).unwrap_or_default(),
+            name: s.name.clone(),
+            kind: match s.kind {
+                SpanKind::Unspecified => 0,
+                SpanKind::Internal => 1,
+                SpanKind::Server => 2,
+                SpanKind::Client => 3,
+                SpanKind::Producer => 4,
+                SpanKind::Consumer => 5,
+            },
+            start_time_unix_nano: s.start as u64,
+            end_time_unix_nano: s.end as u64,
+            attributes: proto_attributes(&s.attributes),
+            events: s
+                .events
+                .iter()
+                .map(|e| span::Event {
+                    time_unix_nano: e.time as u64,
+                    name: e.name.clone(),
+                    attributes: proto_attributes(&e.attributes),
+                    ..Default::default()
+                })
+                .collect(),
+            links: s
+                .links
+                .iter()
+                .map(|l| span::Link {
+                    trace_id: l.trace_id.0.to_vec(),
+                    span_id: l.span_id.0.to_vec(),
+                    attributes: proto_attributes(&l.attributes),
+                    ..Default::default()
+                })
+                .collect(),
+            status: Some(ProtoStatus {
+                code: match s.status {
+                    SpanStatus::Unset => 0,
+                    SpanStatus::Ok => 1,
+                    SpanStatus::Error => 2,
+                },
+                message: s.status_message.clone(),
+            }),
+            ..Default::default()
+        };
+        match groups
+            .iter_mut()
+            .find(|(r, _)| Arc::ptr_eq(r, &s.resource) || ***r == *s.resource)
+        {
+            Some((_, spans)) => spans.push(proto),
+            None => groups.push((&s.resource, vec![proto])),
+        }
+    }
+    ExportTraceServiceRequest {
+        resource_spans: groups
+            .into_iter()
+            .map(|(resource, spans)| ResourceSpans {
+                resource: Some(ProtoResource {
+                    attributes: proto_attributes(&resource.attributes),
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: resource.scope_name.clone(),
+                        version: resource.scope_version.clone(),
+                        ..Default::default()
+                    }),
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
     }
 }
