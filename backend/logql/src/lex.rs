@@ -170,10 +170,11 @@ fn number(text: &str, start: usize) -> Result<(Tok, usize), ParseError> {
     let mut nanos = 0f64;
     let mut number = value;
     loop {
-        let unit_len = rest[len..]
-            .bytes()
-            .take_while(|b| b.is_ascii_alphabetic() || *b == 0xc2 || *b == 0xb5)
-            .count();
+        let unit_len: usize = rest[len..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic() || *c == 'µ')
+            .map(char::len_utf8)
+            .sum();
         let unit = &rest[len..len + unit_len];
         let per = match unit {
             "ns" => 1.0,
