@@ -121,6 +121,70 @@ async fn an_independent_sdk_exports_and_everything_survives_a_restart() {
         );
     }
 
+    // Tempo's search and tag endpoints see it too.
+    let (status, found) = get_json(&format!(
+        "{}/api/search?q=%7B%20status%20%3D%20error%20%7D&limit=5",
+        backend.query_url()
+    ))
+    .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["traces"][0]["traceID"], trace_id.as_str());
+    assert_eq!(found["traces"][0]["rootServiceName"], "python-probe");
+    let (_, tags) = get_json(&format!(
+        "{}/api/v2/search/tags?scope=span",
+        backend.query_url()
+    ))
+    .await;
+    assert_eq!(tags["scopes"][0]["tags"], serde_json::json!(["probe.kind"]));
+    let (_, values) = get_json(&format!(
+        "{}/api/v2/search/tag/resource.service.name/values",
+        backend.query_url()
+    ))
+    .await;
+    assert_eq!(values["tagValues"][0]["value"], "python-probe");
+    let (status, bad) = get_json(&format!(
+        "{}/api/search?q=%7B%20status%20%3D",
+        backend.query_url()
+    ))
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        bad.as_str().unwrap().contains("parse error at line 1"),
+        "{bad}"
+    );
+
+    // Loki's and Prometheus' label endpoints.
+    let (_, labels) = get_json(&format!("{}/loki/api/v1/labels", backend.query_url())).await;
+    assert!(
+        labels["data"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("service_name")),
+        "{labels}"
+    );
+    let (_, values) = get_json(&format!(
+        "{}/loki/api/v1/label/service_name/values",
+        backend.query_url()
+    ))
+    .await;
+    assert_eq!(values["data"], serde_json::json!(["python-probe"]));
+    let (_, names) = get_json(&format!(
+        "{}/api/v1/label/__name__/values",
+        backend.query_url()
+    ))
+    .await;
+    assert!(
+        names["data"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("probe_requests_total")),
+        "{names}"
+    );
+    let (status, prom_error) =
+        get_json(&format!("{}/api/v1/query?query=sum(", backend.query_url())).await;
+    assert_eq!(status, 400);
+    assert_eq!(prom_error["errorType"], "bad_data");
+
     let stats = backend.backend.store().stats();
     assert!(stats.log_lines >= 1, "{stats:?}");
     let (status, series) = get_json(&format!(

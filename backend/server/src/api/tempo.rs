@@ -295,31 +295,36 @@ async fn search(State(backend): State<Arc<Backend>>, params: Params) -> Response
     }
 }
 
-async fn tags_v1(State(backend): State<Arc<Backend>>, params: Params) -> Response {
+/// Answers a tag request: `answer` over the stored traces in the
+/// request's window, on the blocking pool.
+async fn over_traces(
+    backend: Arc<Backend>,
+    params: Params,
+    answer: impl FnOnce(&crate::store::TraceStore, i64, i64) -> Value + Send + 'static,
+) -> Response {
     let (start, end) = match window(&params) {
         Ok(w) => w,
         Err(r) => return r,
     };
-    match blocking(move || lab_traceql::tags_v1(&*backend.store().traces(), start, end)).await {
+    match blocking(move || answer(&backend.store().traces(), start, end)).await {
         Ok(answer) => axum::Json(answer).into_response(),
         Err(response) => response,
     }
 }
 
-async fn tags_v2(State(backend): State<Arc<Backend>>, params: Params) -> Response {
-    let (start, end) = match window(&params) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    let scope = params.get("scope").map(str::to_owned);
-    match blocking(move || {
-        lab_traceql::tags_v2(&*backend.store().traces(), start, end, scope.as_deref())
+async fn tags_v1(State(backend): State<Arc<Backend>>, params: Params) -> Response {
+    over_traces(backend, params, |traces, start, end| {
+        lab_traceql::tags_v1(traces, start, end)
     })
     .await
-    {
-        Ok(answer) => axum::Json(answer).into_response(),
-        Err(response) => response,
-    }
+}
+
+async fn tags_v2(State(backend): State<Arc<Backend>>, params: Params) -> Response {
+    let scope = params.get("scope").map(str::to_owned);
+    over_traces(backend, params, move |traces, start, end| {
+        lab_traceql::tags_v2(traces, start, end, scope.as_deref())
+    })
+    .await
 }
 
 async fn tag_values_v1(
@@ -327,16 +332,10 @@ async fn tag_values_v1(
     Path(tag): Path<String>,
     params: Params,
 ) -> Response {
-    let (start, end) = match window(&params) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    match blocking(move || lab_traceql::tag_values_v1(&*backend.store().traces(), &tag, start, end))
-        .await
-    {
-        Ok(answer) => axum::Json(answer).into_response(),
-        Err(response) => response,
-    }
+    over_traces(backend, params, move |traces, start, end| {
+        lab_traceql::tag_values_v1(traces, &tag, start, end)
+    })
+    .await
 }
 
 async fn tag_values_v2(
@@ -344,16 +343,10 @@ async fn tag_values_v2(
     Path(tag): Path<String>,
     params: Params,
 ) -> Response {
-    let (start, end) = match window(&params) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    match blocking(move || lab_traceql::tag_values_v2(&*backend.store().traces(), &tag, start, end))
-        .await
-    {
-        Ok(answer) => axum::Json(answer).into_response(),
-        Err(response) => response,
-    }
+    over_traces(backend, params, move |traces, start, end| {
+        lab_traceql::tag_values_v2(traces, &tag, start, end)
+    })
+    .await
 }
 
 fn proto_attributes(attrs: &Attributes) -> Vec<KeyValue> {
