@@ -2,8 +2,11 @@
 //! command modules and the libraries.
 
 mod cli;
+mod plan;
 mod query;
 mod render;
+mod runtime;
+mod state;
 
 use clap::{Parser, Subcommand};
 
@@ -14,12 +17,24 @@ use clap::{Parser, Subcommand};
     about = "Mythical Lab: an instrumented system to break on purpose and diagnose"
 )]
 struct Cli {
+    /// The lab's state folder (default: .mythical-lab here, or $MYTHICAL_LAB_HOME).
+    #[arg(long, global = true)]
+    state_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Bring the lab up: Postgres, the embedded backend, the mythical services.
+    Up(cli::stack::UpArgs),
+    /// Stop everything this lab started.
+    Down(cli::stack::DownArgs),
+    /// What runs, where, and whether it is healthy.
+    Status(cli::stack::StatusArgs),
+    /// Run a mythical service in this process (how `lab up` starts them).
+    #[command(hide = true)]
+    Service { name: cli::stack::ServiceName },
     /// Run the embedded telemetry backend in the foreground.
     Backend(cli::backend::BackendArgs),
     /// Run a TraceQL, LogQL or PromQL query against the lab's backend.
@@ -37,7 +52,12 @@ async fn main() {
         .with_writer(std::io::stderr)
         .try_init();
     let cli = Cli::parse();
+    let state_dir = cli.state_dir.clone();
     let result = match cli.command {
+        Command::Up(args) => cli::stack::up(state_dir, args).await,
+        Command::Down(args) => cli::stack::down(state_dir, args).await,
+        Command::Status(args) => cli::stack::status(state_dir, args).await,
+        Command::Service { name } => cli::stack::service(name).await,
         Command::Backend(args) => cli::backend::run(args).await,
         Command::Query(args) => cli::query::run(args).await,
         Command::Trace(args) => cli::query::trace(args).await,

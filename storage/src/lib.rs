@@ -6,6 +6,7 @@
 //! message, SQLSTATE, table, column and constraint.
 
 mod beast;
+pub mod binaries;
 pub mod catalogue;
 mod error;
 mod store;

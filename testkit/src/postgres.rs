@@ -9,39 +9,10 @@ use std::process::{Command, Output};
 
 use anyhow::{Context, Result, bail};
 
-/// Where PostgreSQL's server binaries are: `$PG_BINDIR`, `pg_config
-/// --bindir`, then the newest `/usr/lib/postgresql/*/bin`.
+/// Where PostgreSQL's server binaries are (see
+/// [`mythical_storage::binaries::find_bindir`]).
 pub fn find_bindir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("PG_BINDIR") {
-        return Ok(PathBuf::from(dir));
-    }
-    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
-        && out.status.success()
-    {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if has_server(&dir) {
-            return Ok(dir);
-        }
-    }
-    let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            Some((version, entry.path().join("bin")))
-        })
-        .filter(|(_, dir)| has_server(dir))
-        .collect();
-    candidates.sort();
-    match candidates.pop() {
-        Some((_, dir)) => Ok(dir),
-        None => bail!(
-            "PostgreSQL server binaries not found (looked at $PG_BINDIR, `pg_config --bindir` and \
-             /usr/lib/postgresql/*/bin): install Debian's `postgresql` package"
-        ),
-    }
+    Ok(mythical_storage::binaries::find_bindir()?)
 }
 
 /// A loopback port nobody listens on right now.

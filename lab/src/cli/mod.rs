@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod query;
+pub mod stack;
 
 use std::time::Duration;
 

@@ -1,0 +1,153 @@
+//! The stack plan: every component defined once — what it is, its ports,
+//! how its health is checked, what it needs first. Runtimes execute it.
+
+use std::collections::BTreeMap;
+
+/// What a component is; a runtime knows how to start each kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    Backend,
+    Server,
+    Requester,
+}
+
+/// How a runtime learns a component is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Postgres answers a query on this port.
+    Postgres { port: u16 },
+    /// An HTTP GET answers 2xx.
+    Http { url: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Component {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub depends_on: Vec<&'static str>,
+    /// Named loopback ports, e.g. `http` → 4000.
+    pub ports: BTreeMap<&'static str, u16>,
+    pub health: Health,
+}
+
+/// The ports a lab uses; chosen free at `up`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub postgres: u16,
+    pub query: u16,
+    pub otlp_grpc: u16,
+    pub otlp_http: u16,
+    pub server: u16,
+    pub requester: u16,
+}
+
+impl Component {
+    /// The URLs a person or a script uses to reach it.
+    pub fn endpoints(&self) -> BTreeMap<String, String> {
+        self.ports
+            .iter()
+            .map(|(name, port)| {
+                let url = match (self.kind, *name) {
+                    (Kind::Postgres, _) => format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+                    _ => format!("http://127.0.0.1:{port}"),
+                };
+                (name.to_string(), url)
+            })
+            .collect()
+    }
+}
+
+/// The native stack: Postgres, the embedded backend, the two services.
+pub fn native(ports: Ports) -> Vec<Component> {
+    vec![
+        Component {
+            name: "postgres",
+            kind: Kind::Postgres,
+            depends_on: vec![],
+            ports: BTreeMap::from([("postgres", ports.postgres)]),
+            health: Health::Postgres {
+                port: ports.postgres,
+            },
+        },
+        Component {
+            name: "backend",
+            kind: Kind::Backend,
+            depends_on: vec![],
+            ports: BTreeMap::from([
+                ("query", ports.query),
+                ("otlp_grpc", ports.otlp_grpc),
+                ("otlp_http", ports.otlp_http),
+            ]),
+            health: Health::Http {
+                url: format!("http://127.0.0.1:{}/ready", ports.query),
+            },
+        },
+        Component {
+            name: "mythical-server",
+            kind: Kind::Server,
+            depends_on: vec!["postgres", "backend"],
+            ports: BTreeMap::from([("http", ports.server)]),
+            health: Health::Http {
+                url: format!("http://127.0.0.1:{}/healthz", ports.server),
+            },
+        },
+        Component {
+            name: "mythical-requester",
+            kind: Kind::Requester,
+            depends_on: vec!["mythical-server"],
+            ports: BTreeMap::from([("http", ports.requester)]),
+            health: Health::Http {
+                url: format!("http://127.0.0.1:{}/healthz", ports.requester),
+            },
+        },
+    ]
+}
+
+/// The components ordered so each comes after what it depends on (the
+/// plan's own order among equals).
+pub fn in_dependency_order(plan: Vec<Component>) -> Vec<Component> {
+    let mut ordered: Vec<Component> = Vec::with_capacity(plan.len());
+    let mut waiting = plan;
+    while !waiting.is_empty() {
+        let ready = waiting
+            .iter()
+            .position(|c| {
+                c.depends_on
+                    .iter()
+                    .all(|d| ordered.iter().any(|o| o.name == *d))
+            })
+            .expect("the plan has no dependency cycle");
+        ordered.push(waiting.remove(ready));
+    }
+    ordered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_start_first() {
+        let ports = Ports {
+            postgres: 1,
+            query: 2,
+            otlp_grpc: 3,
+            otlp_http: 4,
+            server: 5,
+            requester: 6,
+        };
+        let mut plan = native(ports);
+        plan.reverse();
+        let names: Vec<&str> = in_dependency_order(plan).iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            [
+                "backend",
+                "postgres",
+                "mythical-server",
+                "mythical-requester"
+            ]
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! Runtimes execute the stack plan; `native` is the one without Docker.
+
+pub mod native;
+pub mod process;

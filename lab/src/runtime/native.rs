@@ -1,0 +1,344 @@
+//! The native runtime: the stack plan as processes on this machine —
+//! Postgres from its own binaries (initdb into the state folder on first
+//! up), the embedded backend and the two services run by the `lab` binary
+//! itself, each logged to the state folder.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use mythical_storage::{DbConfig, Store};
+
+use super::process;
+use crate::plan::{self, Component, Health, Kind, Ports};
+use crate::state::{LabState, Running, StateDir};
+
+/// What `lab up` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// The original's 10% null-name fault from the start.
+    pub like_original: bool,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn choose_ports() -> Ports {
+    let mut taken = Vec::new();
+    let mut pick = |preferred| {
+        let p = process::port(preferred, &taken);
+        taken.push(p);
+        p
+    };
+    Ports {
+        postgres: pick(15432),
+        query: pick(lab_backend::DEFAULT_QUERY_PORT),
+        otlp_grpc: pick(lab_backend::DEFAULT_OTLP_GRPC_PORT),
+        otlp_http: pick(lab_backend::DEFAULT_OTLP_HTTP_PORT),
+        server: pick(4000),
+        requester: pick(4001),
+    }
+}
+
+/// Brings the stack up in dependency order; on failure or Ctrl-C, stops
+/// what it started.
+pub async fn up(state: &StateDir, options: &UpOptions) -> Result<LabState> {
+    if let Some(existing) = state.load()? {
+        let alive = existing
+            .components
+            .iter()
+            .filter(|c| process::is_ours(c.pid, &c.marker))
+            .count();
+        if alive > 0 {
+            bail!(
+                "the lab in {} is already up ({alive} of {} components running): see `lab status`, or `lab down` first",
+                state.root().display(),
+                existing.components.len()
+            );
+        }
+        state.clear()?;
+    }
+    state.ensure()?;
+    let token = state.admin_token()?;
+    let bindir = mythical_storage::binaries::find_bindir()?;
+    let ports = choose_ports();
+    let plan = plan::in_dependency_order(plan::native(ports));
+    let mut lab = LabState {
+        runtime: "native".into(),
+        backends: "embedded".into(),
+        components: Vec::new(),
+    };
+    let bars = MultiProgress::new();
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let result = async {
+        for component in &plan {
+            let bar = bars.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:<20} {msg}")
+                    .expect("a valid template"),
+            );
+            bar.set_prefix(component.name);
+            bar.set_message("starting");
+            bar.enable_steady_tick(Duration::from_millis(100));
+            let started = Instant::now();
+            let running = start(state, component, &ports, &bindir, &token, options)?;
+            lab.components.push(running);
+            state.save(&lab)?;
+            wait_healthy(component, lab.components.last().expect("just pushed")).await?;
+            bar.finish_with_message(format!("healthy ({:.1}s)", started.elapsed().as_secs_f64()));
+        }
+        anyhow::Ok(())
+    };
+    let outcome = tokio::select! {
+        outcome = result => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    if let Err(err) = outcome {
+        stop_all(&lab);
+        state.clear()?;
+        return Err(err.context("`lab up` stopped what it had started"));
+    }
+    Ok(lab)
+}
+
+fn start(
+    state: &StateDir,
+    component: &Component,
+    ports: &Ports,
+    bindir: &std::path::Path,
+    token: &str,
+    options: &UpOptions,
+) -> Result<Running> {
+    let log = state.logs().join(format!("{}.log", component.name));
+    let marker = state.root().display().to_string();
+    let lab = std::env::current_exe().context("cannot find the lab binary")?;
+    let (command, marker) = match component.kind {
+        Kind::Postgres => (
+            postgres_command(state, bindir, ports.postgres)?,
+            state.postgres_data().display().to_string(),
+        ),
+        Kind::Backend => {
+            let mut command = Command::new(&lab);
+            command
+                .args(["--state-dir", &marker, "backend", "--data-dir"])
+                .arg(state.backend_data())
+                .args([
+                    "--query",
+                    &format!("127.0.0.1:{}", ports.query),
+                    "--otlp-grpc",
+                    &format!("127.0.0.1:{}", ports.otlp_grpc),
+                    "--otlp-http",
+                    &format!("127.0.0.1:{}", ports.otlp_http),
+                    "--scrape",
+                    &format!("mythical-server=http://127.0.0.1:{}/metrics", ports.server),
+                    "--scrape",
+                    &format!(
+                        "mythical-requester=http://127.0.0.1:{}/metrics",
+                        ports.requester
+                    ),
+                ]);
+            (command, marker)
+        }
+        Kind::Server | Kind::Requester => {
+            let mut command = Command::new(&lab);
+            let which = if component.kind == Kind::Server {
+                "server"
+            } else {
+                "requester"
+            };
+            command.args(["--state-dir", &marker, "service", which]);
+            command
+                .env("MYTHICAL_ADMIN_TOKEN", token)
+                .env(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    format!("http://127.0.0.1:{}", ports.otlp_grpc),
+                )
+                .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+                .env("OTEL_BSP_SCHEDULE_DELAY", "1000")
+                .env("OTEL_BLRP_SCHEDULE_DELAY", "1000")
+                .env("OTEL_METRIC_EXPORT_INTERVAL", "15000")
+                .env("MYTHICAL_LOG_STDOUT", "true");
+            if component.kind == Kind::Server {
+                command
+                    .env("MYTHICAL_DATABASE_HOST", "127.0.0.1")
+                    .env("MYTHICAL_DATABASE_HOST_PORT", ports.postgres.to_string())
+                    .env("MYTHICAL_DATABASE_USER", "postgres")
+                    .env("MYTHICAL_DATABASE_PASSWORD", "mythical")
+                    .env(
+                        "MYTHICAL_SERVER_LISTEN",
+                        format!("127.0.0.1:{}", ports.server),
+                    );
+                if options.like_original {
+                    command.env("MYTHICAL_FAULTS", "null-name=0.1");
+                }
+            } else {
+                command
+                    .env(
+                        "MYTHICAL_SERVER_HOST_PORT",
+                        format!("127.0.0.1:{}", ports.server),
+                    )
+                    .env(
+                        "MYTHICAL_REQUESTER_LISTEN",
+                        format!("127.0.0.1:{}", ports.requester),
+                    );
+            }
+            (command, marker)
+        }
+    };
+    let pid = process::spawn(command, &log)?;
+    Ok(Running {
+        name: component.name.to_owned(),
+        pid,
+        marker,
+        endpoints: component.endpoints(),
+        log,
+        started_at: now_secs(),
+        stop_signal: if component.kind == Kind::Postgres {
+            libc::SIGINT
+        } else {
+            libc::SIGTERM
+        },
+    })
+}
+
+/// `postgres -D <data>` on a loopback port, after initdb on first up; as
+/// the postgres user when the lab runs as root.
+fn postgres_command(state: &StateDir, bindir: &std::path::Path, port: u16) -> Result<Command> {
+    let data = state.postgres_data();
+    let user = process::postgres_user();
+    if !data.join("PG_VERSION").exists() {
+        std::fs::create_dir_all(&data)?;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&data, Some(uid), Some(gid))?;
+        }
+        let mut initdb = Command::new(bindir.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8"]);
+        if let Some((uid, gid)) = user {
+            initdb.uid(uid).gid(gid);
+        }
+        let out = initdb.output().context("cannot run initdb")?;
+        if !out.status.success() {
+            bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let mut postgres = Command::new(bindir.join("postgres"));
+    postgres.arg("-D").arg(&data).args([
+        "-p",
+        &port.to_string(),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "unix_socket_directories=",
+    ]);
+    if let Some((uid, gid)) = user {
+        postgres.uid(uid).gid(gid);
+    }
+    Ok(postgres)
+}
+
+async fn healthy(health: &Health) -> bool {
+    match health {
+        Health::Postgres { port } => {
+            let store = Store::connect_lazy(&DbConfig {
+                host: "127.0.0.1".into(),
+                port: *port,
+                max_connections: 1,
+                acquire_timeout: Duration::from_millis(500),
+                ..DbConfig::default()
+            });
+            let ok = store.ping().await.is_ok();
+            store.pool().close().await;
+            ok
+        }
+        Health::Http { url } => reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success()),
+    }
+}
+
+async fn wait_healthy(component: &Component, running: &Running) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if healthy(&component.health).await {
+            return Ok(());
+        }
+        if !process::is_ours(running.pid, &running.marker) {
+            bail!(
+                "{} exited during start-up; its log is {}:\n{}",
+                component.name,
+                running.log.display(),
+                tail(&running.log, 15)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} was not healthy within 60 s; its log is {}",
+                component.name,
+                running.log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Stops every recorded component that is still the lab's, last started
+/// first.
+pub fn stop_all(lab: &LabState) {
+    for component in lab.components.iter().rev() {
+        process::stop(
+            component.pid,
+            &component.marker,
+            component.stop_signal,
+            Duration::from_secs(10),
+        );
+    }
+}
+
+/// A component's health now, for `lab status`.
+pub async fn health_of(running: &Running) -> &'static str {
+    if !process::is_ours(running.pid, &running.marker) {
+        return "stopped";
+    }
+    let health = match running.name.as_str() {
+        "postgres" => running
+            .endpoints
+            .get("postgres")
+            .and_then(|url| url.rsplit(':').next())
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|port| port.parse().ok())
+            .map(|port| Health::Postgres { port }),
+        "backend" => running.endpoints.get("query").map(|u| Health::Http {
+            url: format!("{u}/ready"),
+        }),
+        _ => running.endpoints.get("http").map(|u| Health::Http {
+            url: format!("{u}/healthz"),
+        }),
+    };
+    match health {
+        Some(health) if healthy(&health).await => "healthy",
+        Some(_) => "unhealthy",
+        None => "unhealthy",
+    }
+}

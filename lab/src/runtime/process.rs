@@ -1,0 +1,119 @@
+//! Child processes the lab leaves running: started in their own session
+//! (so a Ctrl-C in the terminal does not reach them), logged to files, and
+//! signalled later only after checking the pid is still the lab's own.
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// Starts `command` detached, its output appended to `log`; returns its pid.
+pub fn spawn(mut command: Command, log: &Path) -> Result<u32> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file);
+    // SAFETY: setsid is async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", command.get_program()))?;
+    Ok(child.id())
+}
+
+/// Whether `pid` runs and its command line holds `marker`: a pid recorded
+/// long ago may belong to something else by now.
+pub fn is_ours(pid: u32, marker: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    cmdline.contains(marker) && !is_zombie(pid)
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// `signal`, then SIGKILL if it has not gone within `grace`.
+pub fn stop(pid: u32, marker: &str, signal: i32, grace: Duration) {
+    if !is_ours(pid, marker) {
+        return;
+    }
+    // SAFETY: plain syscalls on a pid verified above to be the lab's.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !is_ours(pid, marker) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_ours(pid, marker) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A loopback port: `preferred` when free, else one the kernel picks.
+pub fn port(preferred: u16, taken: &[u16]) -> u16 {
+    let free =
+        |p: u16| !taken.contains(&p) && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    if free(preferred) {
+        return preferred;
+    }
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        if p != 0 && free(p) {
+            return p;
+        }
+    }
+}
+
+/// The uid and gid Postgres runs as when the lab runs as root (Postgres
+/// refuses root): the `postgres` user, else `nobody`.
+pub fn postgres_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    for name in ["postgres", "nobody"] {
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").args([flag, name]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+        };
+        if let (Some(uid), Some(gid)) = (id("-u"), id("-g")) {
+            return Some((uid, gid));
+        }
+    }
+    None
+}

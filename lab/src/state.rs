@@ -1,0 +1,148 @@
+//! The lab's state folder: what runs (pids, ports, endpoints), its logs,
+//! Postgres' data, the backend's log, and the per-lab admin token (mode
+//! 0600). Two labs with two folders never touch each other.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+/// One started component as the state file records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Running {
+    pub name: String,
+    pub pid: u32,
+    /// Something in the process' command line that only this lab's process
+    /// has, checked before signalling a recorded pid.
+    pub marker: String,
+    pub endpoints: BTreeMap<String, String>,
+    pub log: PathBuf,
+    /// Unix seconds.
+    pub started_at: u64,
+    /// The signal that stops it cleanly (Postgres: SIGINT, its fast
+    /// shutdown; a smart shutdown can wait on connections for ever).
+    #[serde(default = "default_stop_signal")]
+    pub stop_signal: i32,
+}
+
+fn default_stop_signal() -> i32 {
+    libc::SIGTERM
+}
+
+/// What `lab up` left running.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LabState {
+    pub runtime: String,
+    pub backends: String,
+    pub components: Vec<Running>,
+}
+
+impl StateDir {
+    /// `--state-dir`, else `MYTHICAL_LAB_HOME`, else `.mythical-lab` in the
+    /// current folder; made absolute so recorded markers stay valid.
+    pub fn resolve(flag: Option<PathBuf>) -> Result<StateDir> {
+        let root = flag
+            .or_else(|| std::env::var_os("MYTHICAL_LAB_HOME").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(".mythical-lab"));
+        let root = if root.is_absolute() {
+            root
+        } else {
+            std::env::current_dir()?.join(root)
+        };
+        Ok(StateDir { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    pub fn postgres_data(&self) -> PathBuf {
+        self.root.join("postgres").join("data")
+    }
+
+    pub fn backend_data(&self) -> PathBuf {
+        self.root.join("backend")
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    /// Creates the folder and its parts; world-readable so a Postgres run
+    /// as another user can reach its data folder inside.
+    pub fn ensure(&self) -> Result<()> {
+        for dir in [
+            self.root.clone(),
+            self.logs(),
+            self.root.join("postgres"),
+            self.backend_data(),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        }
+        Ok(())
+    }
+
+    /// The lab's admin token, made on first use, readable by its owner only.
+    pub fn admin_token(&self) -> Result<String> {
+        let path = self.root.join("admin-token");
+        if let Ok(token) = std::fs::read_to_string(&path) {
+            return Ok(token.trim().to_owned());
+        }
+        let mut rng = rand::rng();
+        let token: String = (0..32)
+            .map(|_| format!("{:02x}", rng.random::<u8>()))
+            .collect();
+        let mut file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        writeln!(file, "{token}")?;
+        Ok(token)
+    }
+
+    pub fn load(&self) -> Result<Option<LabState>> {
+        match std::fs::read_to_string(self.state_file()) {
+            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is damaged: remove it after checking nothing of the lab still runs",
+                    self.state_file().display()
+                )
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Written after every started component, so a killed `lab up` leaves a
+    /// record `lab down` can clean up from.
+    pub fn save(&self, state: &LabState) -> Result<()> {
+        let tmp = self.root.join("state.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)?;
+        std::fs::rename(&tmp, self.state_file())?;
+        Ok(())
+    }
+
+    pub fn clear(&self) -> Result<()> {
+        match std::fs::remove_file(self.state_file()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
