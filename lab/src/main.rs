@@ -2,6 +2,7 @@
 //! command modules and the libraries.
 
 mod cli;
+mod diagnose;
 mod plan;
 mod query;
 mod render;
@@ -32,6 +33,13 @@ enum Command {
     Down(cli::stack::DownArgs),
     /// What runs, where, and whether it is healthy.
     Status(cli::stack::StatusArgs),
+    /// Find the root cause of what is failing, from the telemetry and the database.
+    Diagnose(cli::diagnose::DiagnoseArgs),
+    /// Switch fault kinds on and off in the running services.
+    #[command(subcommand)]
+    Fault(cli::control::FaultCommand),
+    /// Change the requester's traffic: a rate, pause, or resume.
+    Traffic(cli::control::TrafficArgs),
     /// Run a mythical service in this process (how `lab up` starts them).
     #[command(hide = true)]
     Service { name: cli::stack::ServiceName },
@@ -58,6 +66,9 @@ async fn main() {
         Command::Down(args) => cli::stack::down(state_dir, args).await,
         Command::Status(args) => cli::stack::status(state_dir, args).await,
         Command::Service { name } => cli::stack::service(name).await,
+        Command::Diagnose(args) => cli::diagnose::run(state_dir, args).await,
+        Command::Fault(command) => cli::control::fault(state_dir, command).await,
+        Command::Traffic(args) => cli::control::traffic(state_dir, args).await,
         Command::Backend(args) => cli::backend::run(args).await,
         Command::Query(args) => cli::query::run(args).await,
         Command::Trace(args) => cli::query::trace(args).await,

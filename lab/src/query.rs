@@ -124,6 +124,18 @@ impl QueryClient {
         .await
     }
 
+    /// PromQL at one instant: `GET /api/v1/query`.
+    pub async fn promql_instant(&self, query: &str, time_nanos: i64) -> Result<Value> {
+        self.get(
+            "/api/v1/query",
+            &[
+                ("query", query.to_owned()),
+                ("time", format!("{}", time_nanos as f64 / 1e9)),
+            ],
+        )
+        .await
+    }
+
     /// One trace: `GET /api/v2/traces/<id>`.
     pub async fn trace(&self, trace_id: &str) -> Result<Value> {
         self.get(&format!("/api/v2/traces/{trace_id}"), &[]).await

@@ -62,7 +62,7 @@ fn up_status_down_and_the_beasts_rows_survive() {
     let running = status(&state);
     assert_eq!(running["runtime"], "native");
     assert_eq!(running["backends"], "embedded");
-    let components = running["components"].as_array().unwrap();
+    let components = running["components"].as_array().unwrap().clone();
     let names: Vec<&str> = components
         .iter()
         .map(|c| c["name"].as_str().unwrap())
@@ -76,7 +76,7 @@ fn up_status_down_and_the_beasts_rows_survive() {
             "mythical-requester"
         ]
     );
-    for component in components {
+    for component in &components {
         assert_eq!(component["health"], "healthy", "{component}");
         assert!(component["pid"].as_u64().unwrap() > 0);
     }
@@ -102,29 +102,27 @@ fn up_status_down_and_the_beasts_rows_survive() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already up"));
     assert_eq!(status(&state)["components"][0]["pid"], components[0]["pid"]);
 
-    // A row written now survives down and up.
-    let server = components[2]["endpoints"]["http"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let created = Command::new("curl")
-        .args([
-            "-fsS",
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            r#"{"name":"survivor_Ada_owl"}"#,
-        ])
-        .arg(format!("{server}/owlbear"))
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    // Data written now survives down and up. (A beast's row could be
+    // deleted by the requester's own traffic, so the check uses a table of
+    // its own in the same database.)
+    let psql = |sql: &str| -> String {
+        let postgres = status(&state)["components"][0]["endpoints"]["postgres"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let bindir = mythical_storage::binaries::find_bindir().unwrap();
+        let out = Command::new(bindir.join("psql"))
+            .args(["-At", "-d", &postgres, "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    psql("CREATE TABLE survival (note text); INSERT INTO survival VALUES ('still here')");
     let ports: Vec<u16> = components
         .iter()
         .flat_map(|c| {
@@ -162,19 +160,10 @@ fn up_status_down_and_the_beasts_rows_survive() {
         "{}",
         String::from_utf8_lossy(&up.stderr)
     );
-    let server = status(&state)["components"][2]["endpoints"]["http"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let names = Command::new("curl")
-        .args(["-fsS"])
-        .arg(format!("{server}/owlbear"))
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&names.stdout).contains("survivor_Ada_owl"),
-        "{}",
-        String::from_utf8_lossy(&names.stdout)
+    assert_eq!(psql("SELECT note FROM survival"), "still here");
+    assert_eq!(
+        psql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'owlbear'"),
+        "1"
     );
 
     let down = lab(&state, &["down", "--volumes"]);
@@ -222,4 +211,137 @@ fn down_after_a_killed_up_cleans_up_and_touches_nothing_else() {
     let _ = bystander.kill();
     let _ = bystander.wait();
     let _ = lab(&state, &["down", "--volumes"]);
+}
+
+fn diagnose(state: &std::path::Path) -> Value {
+    let out = lab(state, &["diagnose", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "diagnose --json: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Diagnoses until the root cause is `id`, or fails with the last report.
+fn diagnosed_as(state: &std::path::Path, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let report = diagnose(state);
+        if report["root_cause"]["id"] == id {
+            return report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never diagnosed as {id}; last report: {report:#}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn assert_not_null(report: &Value) {
+    let message = report["root_cause"]["message"].as_str().unwrap();
+    let beast = message
+        .strip_prefix(r#"null value in column "name" of relation ""#)
+        .and_then(|rest| rest.strip_suffix(r#"" violates not-null constraint"#))
+        .unwrap_or_else(|| panic!("not Postgres' message verbatim: {message}"));
+    assert!(
+        ["unicorn", "manticore", "illithid", "owlbear", "beholder"].contains(&beast),
+        "{message}"
+    );
+    let evidence = report["evidence"].as_array().unwrap();
+    let signals: Vec<&str> = evidence
+        .iter()
+        .map(|e| e["signal"].as_str().unwrap())
+        .collect();
+    for signal in ["metrics", "traces", "logs", "database"] {
+        assert!(
+            signals.contains(&signal),
+            "no {signal} evidence: {report:#}"
+        );
+    }
+    let database = evidence.iter().find(|e| e["signal"] == "database").unwrap();
+    assert!(
+        database["finding"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{beast}.name is character varying NOT NULL")),
+        "{database}"
+    );
+    assert!(
+        database["finding"]
+            .as_str()
+            .unwrap()
+            .contains("is_nullable = NO"),
+        "{database}"
+    );
+    assert!(
+        database["query"]
+            .as_str()
+            .unwrap()
+            .contains("information_schema.columns")
+    );
+    let trace = evidence
+        .iter()
+        .find_map(|e| e["trace_id"].as_str())
+        .unwrap();
+    assert_eq!(trace.len(), 32);
+}
+
+#[test]
+fn the_reference_fault_and_its_twin_are_diagnosed_to_the_right_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("diagnose");
+    let up = lab(&state, &["up"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+
+    let healthy = diagnose(&state);
+    assert_eq!(healthy["status"], "healthy", "{healthy:#}");
+    assert!(healthy["root_cause"].is_null());
+
+    let inject = lab(&state, &["fault", "inject", "null-name", "--rate", "1"]);
+    assert!(
+        inject.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inject.stderr)
+    );
+    let report = diagnosed_as(&state, "null-name");
+    assert_eq!(report["status"], "fault");
+    assert_eq!(report["root_cause"]["service"], "mythical-server");
+    assert_not_null(&report);
+
+    assert!(lab(&state, &["fault", "clear"]).status.success());
+    assert!(
+        lab(
+            &state,
+            &[
+                "fault",
+                "inject",
+                "missing-name",
+                "--rate",
+                "1",
+                "--for",
+                "5m"
+            ]
+        )
+        .status
+        .success()
+    );
+    let report = diagnosed_as(&state, "missing-name");
+    assert_eq!(report["root_cause"]["service"], "mythical-requester");
+    assert_not_null(&report);
+
+    let unknown = lab(&state, &["fault", "inject", "gremlins"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("the kinds are null-name, missing-name")
+    );
+
+    assert!(lab(&state, &["down", "--volumes"]).status.success());
+    assert_eq!(lab_processes(&state), 0);
 }

@@ -1,6 +1,8 @@
 //! The commands: each parses into typed arguments and calls the library.
 
 pub mod backend;
+pub mod control;
+pub mod diagnose;
 pub mod query;
 pub mod stack;
 

@@ -104,6 +104,7 @@ pub async fn up(state: &StateDir, options: &UpOptions) -> Result<LabState> {
     };
     if let Err(err) = outcome {
         stop_all(&lab);
+        stop_strays(state);
         state.clear()?;
         return Err(err.context("`lab up` stopped what it had started"));
     }
@@ -341,4 +342,25 @@ pub async fn health_of(running: &Running) -> &'static str {
         Some(_) => "unhealthy",
         None => "unhealthy",
     }
+}
+
+/// Stops whatever still carries this lab's state folder in its command
+/// line: what a killed `lab up` had started without recording it. Every
+/// process of a lab has the folder there (`--state-dir`, or Postgres'
+/// `-D <folder>/postgres/data`), so nothing else is touched.
+pub fn stop_strays(state: &StateDir) -> usize {
+    let marker = state.root().display().to_string();
+    let strays = process::find_by_marker(&marker);
+    for &pid in &strays {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let postgres = String::from_utf8_lossy(&cmdline)
+            .contains(&state.postgres_data().display().to_string());
+        let signal = if postgres {
+            libc::SIGINT
+        } else {
+            libc::SIGTERM
+        };
+        process::stop(pid, &marker, signal, Duration::from_secs(10));
+    }
+    strays.len()
 }

@@ -117,3 +117,17 @@ pub fn postgres_user() -> Option<(u32, u32)> {
     }
     None
 }
+
+/// Every process (but this one) whose command line holds `marker`: how
+/// `lab down` finds a component a killed `lab up` started but never
+/// recorded.
+pub fn find_by_marker(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me && is_ours(*pid, marker))
+        .collect()
+}

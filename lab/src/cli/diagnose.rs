@@ -1,0 +1,68 @@
+//! `lab diagnose [--json]`: exit 0 when healthy, 2 when a fault was found.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::diagnose;
+use crate::query::QueryClient;
+use crate::render;
+use crate::state::StateDir;
+
+#[derive(Debug, clap::Args)]
+pub struct DiagnoseArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(state_dir: Option<PathBuf>, args: DiagnoseArgs) -> Result<()> {
+    let state = StateDir::resolve(state_dir)?;
+    let lab = state
+        .load()?
+        .context("the lab is not up: run `lab up` first")?;
+    let endpoint = |component: &str, name: &str| {
+        lab.components
+            .iter()
+            .find(|c| c.name == component)
+            .and_then(|c| c.endpoints.get(name).cloned())
+    };
+    let query = endpoint("backend", "query").context("the lab has no backend to ask")?;
+    let postgres_port = endpoint("postgres", "postgres").and_then(|url| {
+        url.rsplit(':')
+            .next()
+            .and_then(|p| p.split('/').next())
+            .and_then(|p| p.parse().ok())
+    });
+    let report = diagnose::diagnose(&QueryClient::new(&query), postgres_port).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        match &report.root_cause {
+            Some(cause) => {
+                println!(
+                    "{} {} — {}",
+                    render::red("FAULT"),
+                    render::bold(&cause.id),
+                    cause.summary
+                );
+                println!("  Postgres says: {}", cause.message);
+                println!("  fix: {}", cause.service);
+            }
+            None if report.status == "fault" => println!(
+                "{} errors found, root cause not identified",
+                render::red("FAULT")
+            ),
+            None => println!("healthy: no fault found"),
+        }
+        println!();
+        println!("evidence:");
+        for (i, e) in report.evidence.iter().enumerate() {
+            println!("  {}. [{}] {}", i + 1, e.signal, e.finding);
+            println!("     {}", render::dim(&e.query));
+        }
+    }
+    if report.status == "fault" {
+        std::process::exit(2);
+    }
+    Ok(())
+}
