@@ -33,6 +33,10 @@ enum Command {
     Down(cli::stack::DownArgs),
     /// What runs, where, and whether it is healthy.
     Status(cli::stack::StatusArgs),
+    /// Show a component's log (`-f` to follow it).
+    Logs(cli::inspect::LogsArgs),
+    /// What this machine has and lacks for the lab, and what to do about it.
+    Doctor(cli::inspect::DoctorArgs),
     /// Find the root cause of what is failing, from the telemetry and the database.
     Diagnose(cli::diagnose::DiagnoseArgs),
     /// Switch fault kinds on and off in the running services.
@@ -66,6 +70,8 @@ async fn main() {
         Command::Down(args) => cli::stack::down(state_dir, args).await,
         Command::Status(args) => cli::stack::status(state_dir, args).await,
         Command::Service { name } => cli::stack::service(name).await,
+        Command::Logs(args) => cli::inspect::logs(state_dir, args).await,
+        Command::Doctor(args) => cli::inspect::doctor(state_dir, args).await,
         Command::Diagnose(args) => cli::diagnose::run(state_dir, args).await,
         Command::Fault(command) => cli::control::fault(state_dir, command).await,
         Command::Traffic(args) => cli::control::traffic(state_dir, args).await,

@@ -16,6 +16,16 @@ fn lab(state: &std::path::Path, args: &[&str]) -> Output {
         .expect("the lab binary runs")
 }
 
+/// Takes a lab down when the test ends, passed or failed, so a failing
+/// test never leaves processes behind.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = lab(&self.0, &["down", "--volumes"]);
+    }
+}
+
 fn status(state: &std::path::Path) -> Value {
     let out = lab(state, &["status", "--json"]);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -50,6 +60,7 @@ fn listening(port: u16) -> bool {
 fn up_status_down_and_the_beasts_rows_survive() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("lab state");
+    let _cleanup = Cleanup(state.clone());
 
     let up = lab(&state, &["up"]);
     assert!(
@@ -176,6 +187,7 @@ fn up_status_down_and_the_beasts_rows_survive() {
 fn down_after_a_killed_up_cleans_up_and_touches_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("killed");
+    let _cleanup = Cleanup(state.clone());
     let mut up = Command::new(env!("CARGO_BIN_EXE_lab"))
         .arg("--state-dir")
         .arg(&state)
@@ -293,6 +305,7 @@ fn assert_not_null(report: &Value) {
 fn the_reference_fault_and_its_twin_are_diagnosed_to_the_right_service() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("diagnose");
+    let _cleanup = Cleanup(state.clone());
     let up = lab(&state, &["up"]);
     assert!(
         up.status.success(),
@@ -335,6 +348,20 @@ fn the_reference_fault_and_its_twin_are_diagnosed_to_the_right_service() {
     let report = diagnosed_as(&state, "missing-name");
     assert_eq!(report["root_cause"]["service"], "mythical-requester");
     assert_not_null(&report);
+
+    let logs = lab(&state, &["logs", "mythical-server", "--tail", "500"]);
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("status=FAILURE"),
+        "{}",
+        String::from_utf8_lossy(&logs.stdout)
+    );
+    let no_such = lab(&state, &["logs", "kraken"]);
+    assert_eq!(no_such.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_such.stderr).contains("the components with logs are"));
+    let doctor = lab(&state, &["doctor", "--json"]);
+    let doctor: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert_eq!(doctor["ok"], true, "{doctor:#}");
+    assert_eq!(doctor["checks"][0]["check"], "postgresql");
 
     let unknown = lab(&state, &["fault", "inject", "gremlins"]);
     assert_eq!(unknown.status.code(), Some(1));

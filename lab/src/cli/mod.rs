@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod control;
 pub mod diagnose;
+pub mod inspect;
 pub mod query;
 pub mod stack;
 
