@@ -16,6 +16,9 @@ use super::process;
 use crate::plan::{self, Component, Health, Kind, Ports};
 use crate::state::{LabState, Running, StateDir};
 
+/// The embedded backend's share of the lab's memory, in MiB of stored data.
+const BACKEND_MEMORY_MIB: usize = 48;
+
 /// What `lab up` was asked for.
 #[derive(Debug, Clone, Default)]
 pub struct UpOptions {
@@ -146,6 +149,11 @@ fn start(
                         "mythical-requester=http://127.0.0.1:{}/metrics",
                         ports.requester
                     ),
+                    // The whole lab stays within ~150 MB: the backend keeps
+                    // the newest telemetry up to this bound, dropping the
+                    // oldest.
+                    "--max-memory-mib",
+                    &BACKEND_MEMORY_MIB.to_string(),
                 ]);
             (command, marker)
         }
