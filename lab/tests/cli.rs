@@ -8,10 +8,10 @@ use lab_backend::BackendConfig;
 const TRACE: &str = r#"{"resourceSpans":[
  {"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"mythical-requester"}}]},
   "scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"aaaaaaaaaaaaaaaa","name":"requester",
-   "kind":3,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000040000000"}]}]},
+   "kind":3,"startTimeUnixNano":"T0","endTimeUnixNano":"T40"}]}]},
  {"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"mythical-server"}}]},
   "scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"bbbbbbbbbbbbbbbb","parentSpanId":"aaaaaaaaaaaaaaaa",
-   "name":"INSERT owlbear","kind":3,"startTimeUnixNano":"1700000000010000000","endTimeUnixNano":"1700000000030000000",
+   "name":"INSERT owlbear","kind":3,"startTimeUnixNano":"T10","endTimeUnixNano":"T30",
    "status":{"code":2,"message":"null value in column \"name\" of relation \"owlbear\" violates not-null constraint"}}]}]}]}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,7 +28,15 @@ async fn lab_query_and_lab_trace_read_the_embedded_backend() {
     let sent = reqwest::Client::new()
         .post(format!("http://{}/v1/traces", backend.otlp_http))
         .header("content-type", "application/json")
-        .body(TRACE)
+        // Recent times: the backend's retention drops anything older.
+        .body({
+            let now = lab_backend::params::now_nanos();
+            TRACE
+                .replace("T0", &now.to_string())
+                .replace("T40", &(now + 40_000_000).to_string())
+                .replace("T10", &(now + 10_000_000).to_string())
+                .replace("T30", &(now + 30_000_000).to_string())
+        })
         .send()
         .await
         .unwrap();

@@ -248,7 +248,11 @@ async fn corrupt_and_truncated_bodies_are_refused_and_nothing_is_lost() {
     let good = http
         .post(format!("{}/loki/api/v1/push", backend.query_url()))
         .header("content-type", "application/json")
-        .body(r#"{"streams":[{"stream":{"job":"x"},"values":[["1700000000000000000","yes"]]}]}"#)
+        // A recent time: the backend's retention would drop an old line.
+        .body(format!(
+            r#"{{"streams":[{{"stream":{{"job":"x"}},"values":[["{}","yes"]]}}]}}"#,
+            lab_backend::params::now_nanos()
+        ))
         .send()
         .await
         .unwrap();
