@@ -123,7 +123,7 @@ pub async fn diagnose(client: &QueryClient, postgres_port: Option<u16>) -> Resul
 
     // 2. Traces: the newest failing database span.
     let trace_query = "{ status = error && span.db.response.status_code != nil }";
-    let found = client.traceql(trace_query, window, 20).await?;
+    let found = client.traceql(trace_query, window, 500).await?;
     let trace_id = found["traces"][0]["traceID"].as_str().map(str::to_owned);
 
     if failing_beasts.is_empty() && trace_id.is_none() {
@@ -169,10 +169,18 @@ pub async fn diagnose(client: &QueryClient, postgres_port: Option<u16>) -> Resul
     evidence.push(Evidence {
         signal: "traces",
         query: trace_query.into(),
-        finding: format!(
-            "{} traces with a failing database span; newest {trace_id}",
-            found["traces"].as_array().map_or(0, Vec::len)
-        ),
+        finding: {
+            let traces = found["traces"].as_array().cloned().unwrap_or_default();
+            let since = traces
+                .iter()
+                .filter_map(|t| t["startTimeUnixNano"].as_str()?.parse::<i64>().ok())
+                .min()
+                .map_or_else(|| "?".into(), crate::render::clock);
+            format!(
+                "{} traces with a failing database span in the last minute, the first at {since} UTC; newest {trace_id}",
+                traces.len()
+            )
+        },
         trace_id: Some(trace_id.clone()),
     });
 
