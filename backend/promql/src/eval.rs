@@ -78,6 +78,28 @@ fn accepts(vs: &VectorSelector, labels: &Labels) -> bool {
     }
 }
 
+/// The labels `by`/`on` keep, or those `without`/`ignoring` leave (never
+/// the metric name).
+fn grouped(labels: &Labels, modifier: &LabelModifier) -> Labels {
+    let (names, include) = match modifier {
+        LabelModifier::Include(names) => (names, true),
+        LabelModifier::Exclude(names) => (names, false),
+    };
+    Labels::new(
+        labels
+            .iter()
+            .filter(|(k, _)| {
+                let listed = names.labels.iter().any(|n| n == k);
+                if include {
+                    listed
+                } else {
+                    *k != "__name__" && !listed
+                }
+            })
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+}
+
 fn drop_name(labels: &Labels) -> Labels {
     labels.without("__name__")
 }
@@ -487,18 +509,7 @@ impl<S: SeriesSource + ?Sized> Eval<'_, S> {
         let series = self.vector_arg(&a.expr)?;
         let key = |labels: &Labels| -> Labels {
             match &a.modifier {
-                Some(LabelModifier::Include(names)) => Labels::new(
-                    labels
-                        .iter()
-                        .filter(|(k, _)| names.labels.iter().any(|n| n == k))
-                        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-                ),
-                Some(LabelModifier::Exclude(names)) => Labels::new(
-                    labels
-                        .iter()
-                        .filter(|(k, _)| *k != "__name__" && !names.labels.iter().any(|n| n == k))
-                        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-                ),
+                Some(modifier) => grouped(labels, modifier),
                 None => Labels::default(),
             }
         };
@@ -654,18 +665,7 @@ impl<S: SeriesSource + ?Sized> Eval<'_, S> {
         let matching = modifier.and_then(|m| m.matching.as_ref());
         let signature = |labels: &Labels| -> Labels {
             match matching {
-                Some(LabelModifier::Include(names)) => Labels::new(
-                    labels
-                        .iter()
-                        .filter(|(k, _)| names.labels.iter().any(|n| n == k))
-                        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-                ),
-                Some(LabelModifier::Exclude(names)) => Labels::new(
-                    labels
-                        .iter()
-                        .filter(|(k, _)| *k != "__name__" && !names.labels.iter().any(|n| n == k))
-                        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-                ),
+                Some(modifier) => grouped(labels, modifier),
                 None => drop_name(labels),
             }
         };
