@@ -18,14 +18,16 @@ fn lab(state: &std::path::Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// RSS in kB of `pid` and, for Postgres, its children.
-fn rss_kb(pid: u32, with_children: bool) -> u64 {
+/// Proportional set size in kB of `pid` and, for Postgres, its children:
+/// shared memory counted once across them, not once per process as RSS
+/// would.
+fn pss_kb(pid: u32, with_children: bool) -> u64 {
     let own = |pid: u32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
+        std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
             .ok()
             .and_then(|s| {
                 s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
+                    .find(|l| l.starts_with("Pss:"))
                     .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
             })
             .unwrap_or(0)
@@ -102,10 +104,10 @@ fn main() {
     for component in status["components"].as_array().unwrap() {
         let pid = component["pid"].as_u64().unwrap() as u32;
         let name = component["name"].as_str().unwrap();
-        let kb = rss_kb(pid, name == "postgres");
+        let kb = pss_kb(pid, name == "postgres");
         total += kb;
         println!(
-            "| RSS after {minutes} min of traffic: {name}{} | {:.1} MB |",
+            "| memory (PSS) after {minutes} min of traffic: {name}{} | {:.1} MB |",
             if name == "postgres" {
                 " (with its backends)"
             } else {
@@ -115,7 +117,7 @@ fn main() {
         );
     }
     println!(
-        "| RSS after {minutes} min of traffic: total | {:.1} MB |",
+        "| memory (PSS) after {minutes} min of traffic: total | {:.1} MB |",
         total as f64 / 1024.0
     );
 

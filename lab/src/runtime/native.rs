@@ -17,7 +17,7 @@ use crate::plan::{self, Component, Health, Kind, Ports};
 use crate::state::{LabState, Running, StateDir};
 
 /// The embedded backend's share of the lab's memory, in MiB of stored data.
-const BACKEND_MEMORY_MIB: usize = 48;
+const BACKEND_MEMORY_MIB: usize = 32;
 
 /// What `lab up` was asked for.
 #[derive(Debug, Clone, Default)]
@@ -251,6 +251,10 @@ fn postgres_command(state: &StateDir, bindir: &std::path::Path, port: u16) -> Re
         "listen_addresses=127.0.0.1",
         "-c",
         "unix_socket_directories=",
+        // A lab's tables are small: a small buffer pool keeps the
+        // whole lab light on a laptop.
+        "-c",
+        "shared_buffers=16MB",
     ]);
     if let Some((uid, gid)) = user {
         postgres.uid(uid).gid(gid);
