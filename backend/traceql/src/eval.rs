@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use lab_signals::{AttrValue, Span, SpanKind, StatusCode, Trace, TraceSource, UnixNanos};
+use lab_signals::{
+    AttrValue, Span, SpanId, SpanKind, StatusCode, Trace, TraceId, TraceSource, UnixNanos,
+};
 
 use crate::parse::{
     Aggregate, CmpOp, Cond, Field, Intrinsic, Query, Scope, Spanset, Stage, Static,
@@ -226,24 +228,46 @@ fn select(view: &TraceView<'_>, spanset: &Spanset) -> Vec<bool> {
 /// A matched span, with the attributes the query referenced or selected.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatchedSpan {
-    pub span_id: String,
+    pub span_id: SpanId,
     pub name: String,
-    pub service_name: String,
     pub start: UnixNanos,
     pub duration_nanos: i64,
+    /// Keyed by bare name (`http.status_code`, `service.name`, `status`),
+    /// as Tempo's search answer keys them.
+    pub attributes: Vec<(String, AttrValue)>,
+}
+
+/// The spans of one trace that a query kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchedSpanset {
+    /// The first `spans_per_spanset` matched spans, by start time.
+    pub spans: Vec<MatchedSpan>,
+    /// How many spans matched in all.
+    pub matched: usize,
+    /// What the pipeline computed, keyed as written: `count()`,
+    /// `avg(duration)` (durations in nanoseconds).
     pub attributes: Vec<(String, AttrValue)>,
 }
 
 /// A trace that matched, as Tempo's search lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceMatch {
-    pub trace_id: String,
+    pub trace_id: TraceId,
     pub root_service_name: String,
     pub root_trace_name: String,
+    /// The earliest span's start.
     pub start: UnixNanos,
     pub duration_ms: i64,
-    pub spans: Vec<MatchedSpan>,
-    pub matched: usize,
+    /// One spanset: without `by()` (not supported) Tempo makes one a trace.
+    pub spansets: Vec<MatchedSpanset>,
+}
+
+/// What a search found, and how many traces it looked at (for `metrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchResult {
+    /// Newest first.
+    pub traces: Vec<TraceMatch>,
+    pub inspected_traces: u64,
 }
 
 fn collect_fields<'q>(cond: &'q Cond, out: &mut Vec<&'q Field>) {
@@ -280,15 +304,65 @@ fn to_attr(value: Val<'_>) -> Option<AttrValue> {
         Val::Int(i) | Val::Duration(i) => AttrValue::Int(i),
         Val::Float(f) => AttrValue::Float(f),
         Val::Bool(b) => AttrValue::Bool(b),
-        Val::Status(s) => AttrValue::Str(format!("{s:?}").to_lowercase()),
-        Val::Kind(k) => AttrValue::Str(format!("{k:?}").to_lowercase()),
+        Val::Status(s) => AttrValue::Str(status_name(s).to_owned()),
+        Val::Kind(k) => AttrValue::Str(kind_name(k).to_owned()),
         Val::Missing => return None,
     })
 }
 
+fn status_name(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::Unset => "unset",
+        StatusCode::Ok => "ok",
+        StatusCode::Error => "error",
+    }
+}
+
+fn kind_name(kind: SpanKind) -> &'static str {
+    match kind {
+        SpanKind::Unspecified => "unspecified",
+        SpanKind::Internal => "internal",
+        SpanKind::Server => "server",
+        SpanKind::Client => "client",
+        SpanKind::Producer => "producer",
+        SpanKind::Consumer => "consumer",
+    }
+}
+
+/// A field's values on the spans of `trace` that `keep` marks, as tag-value
+/// discovery lists them: Tempo's type name and the text. Durations are left
+/// out, as nearly every span has its own.
+pub(crate) fn typed_values(
+    trace: &Trace,
+    field: &Field,
+    keep: &[bool],
+    visit: &mut dyn FnMut(&'static str, String),
+) {
+    let view = TraceView::new(trace);
+    for (span, _) in trace.spans.iter().zip(keep).filter(|(_, k)| **k) {
+        match view.value(span, field) {
+            Val::Str(s) => visit("string", s.to_owned()),
+            Val::Int(i) => visit("int", i.to_string()),
+            Val::Float(f) => visit("float", f.to_string()),
+            Val::Bool(b) => visit("bool", b.to_string()),
+            Val::Status(s) => visit("keyword", status_name(s).to_owned()),
+            Val::Kind(k) => visit("keyword", kind_name(k).to_owned()),
+            Val::Duration(_) | Val::Missing => {}
+        }
+    }
+}
+
+/// What a query kept of one trace: a flag per span, and the pipeline's
+/// computed values (`count()`, …).
+struct Kept {
+    spans: Vec<bool>,
+    computed: Vec<(String, AttrValue)>,
+}
+
 impl Query {
-    /// The traces (newest first, at most `limit`) in `[start, end]` with a
-    /// matching spanset; at most `spans_per_spanset` spans listed each.
+    /// The traces (newest first, at most `limit`) the source visits for
+    /// `[start, end]` with a matching spanset; at most `spans_per_spanset`
+    /// spans listed each.
     pub fn search(
         &self,
         source: &(impl TraceSource + ?Sized),
@@ -296,7 +370,7 @@ impl Query {
         end: UnixNanos,
         limit: usize,
         spans_per_spanset: usize,
-    ) -> (Vec<TraceMatch>, u64) {
+    ) -> SearchResult {
         let mut shown: Vec<&Field> = Vec::new();
         spanset_fields(&self.spanset, &mut shown);
         for stage in &self.pipeline {
@@ -306,6 +380,8 @@ impl Query {
                 Stage::Compare { .. } => {}
             }
         }
+        // Name and duration are the span's own fields in the answer; the
+        // trace-level intrinsics describe the trace, not the span.
         shown.retain(|f| {
             !matches!(
                 f,
@@ -314,36 +390,50 @@ impl Query {
                         | Intrinsic::Duration
                         | Intrinsic::RootName
                         | Intrinsic::RootServiceName
+                        | Intrinsic::TraceDuration
                 )
             )
         });
-        let mut matches = Vec::new();
-        let mut inspected = 0u64;
+        let mut unique: Vec<&Field> = Vec::new();
+        for field in shown {
+            if !unique.iter().any(|f| f.key() == field.key()) {
+                unique.push(field);
+            }
+        }
+        let mut traces = Vec::new();
+        let mut inspected_traces = 0u64;
         source.for_each_trace(start, end, &mut |trace| {
-            inspected += 1;
-            if let Some(found) = self.match_trace(trace, &shown, spans_per_spanset) {
-                matches.push(found);
+            inspected_traces += 1;
+            if let Some(found) = self.match_trace(trace, &unique, spans_per_spanset) {
+                traces.push(found);
             }
         });
-        matches.sort_by_key(|m| std::cmp::Reverse(m.start));
-        matches.truncate(limit);
-        (matches, inspected)
+        traces.sort_by(|a, b| b.start.cmp(&a.start).then(a.trace_id.cmp(&b.trace_id)));
+        traces.truncate(limit);
+        SearchResult {
+            traces,
+            inspected_traces,
+        }
     }
 
-    fn match_trace(
-        &self,
-        trace: &Trace,
-        shown: &[&Field],
-        spans_per_spanset: usize,
-    ) -> Option<TraceMatch> {
+    /// Which spans of `trace` the query keeps (all false when the trace does
+    /// not match).
+    pub(crate) fn matched_spans(&self, trace: &Trace) -> Vec<bool> {
         let view = TraceView::new(trace);
-        let mut picked = select(&view, &self.spanset);
+        self.evaluate(&view)
+            .map_or_else(|| vec![false; trace.spans.len()], |kept| kept.spans)
+    }
+
+    fn evaluate(&self, view: &TraceView<'_>) -> Option<Kept> {
+        let trace = view.trace;
+        let mut picked = select(view, &self.spanset);
+        let mut computed = Vec::new();
         for stage in &self.pipeline {
             match stage {
                 Stage::Select(_) => {}
                 Stage::Filter(cond) => {
                     for (i, span) in trace.spans.iter().enumerate() {
-                        picked[i] = picked[i] && holds(&view, span, cond);
+                        picked[i] = picked[i] && holds(view, span, cond);
                     }
                 }
                 Stage::Compare {
@@ -369,58 +459,97 @@ impl Query {
                     let result = match aggregate {
                         Aggregate::Count => spans.len() as f64,
                         Aggregate::Sum => numbers.iter().sum(),
-                        Aggregate::Avg if numbers.is_empty() => return None,
+                        // Over no values there is no average, minimum or
+                        // maximum: the stage drops the spanset.
+                        _ if numbers.is_empty() => return None,
                         Aggregate::Avg => numbers.iter().sum::<f64>() / numbers.len() as f64,
-                        Aggregate::Min => numbers.iter().copied().fold(f64::NAN, f64::min),
-                        Aggregate::Max => numbers.iter().copied().fold(f64::NAN, f64::max),
+                        Aggregate::Min => numbers.iter().copied().fold(f64::INFINITY, f64::min),
+                        Aggregate::Max => numbers.iter().copied().fold(f64::NEG_INFINITY, f64::max),
                     };
                     if !compare(&Val::Float(result), *op, value, None) {
                         return None;
                     }
+                    let label = stage_label(*aggregate, field.as_ref());
+                    let shown = if *aggregate == Aggregate::Count {
+                        AttrValue::Int(spans.len() as i64)
+                    } else {
+                        AttrValue::Float(result)
+                    };
+                    computed.push((label, shown));
                 }
             }
         }
-        let matched: Vec<&Span> = trace
+        picked.iter().any(|p| *p).then_some(Kept {
+            spans: picked,
+            computed,
+        })
+    }
+
+    fn match_trace(
+        &self,
+        trace: &Trace,
+        shown: &[&Field],
+        spans_per_spanset: usize,
+    ) -> Option<TraceMatch> {
+        let view = TraceView::new(trace);
+        let Kept {
+            spans: picked,
+            computed,
+        } = self.evaluate(&view)?;
+        let mut spans: Vec<MatchedSpan> = trace
             .spans
             .iter()
             .zip(&picked)
             .filter(|(_, p)| **p)
-            .map(|(s, _)| s)
-            .collect();
-        if matched.is_empty() {
-            return None;
-        }
-        let root = view.root;
-        let mut spans: Vec<MatchedSpan> = matched
-            .iter()
-            .map(|span| MatchedSpan {
-                span_id: span.span_id.to_string(),
-                name: span.name.clone(),
-                service_name: span.service_name().to_owned(),
-                start: span.start,
-                duration_nanos: span.duration_nanos(),
-                attributes: shown
+            .map(|(span, _)| {
+                let mut attributes: Vec<(String, AttrValue)> = shown
                     .iter()
-                    .filter_map(|f| {
-                        to_attr(view.value(span, f))
-                            .map(|v| (f.label().trim_start_matches('.').to_owned(), v))
-                    })
-                    .collect(),
+                    .filter_map(|f| to_attr(view.value(span, f)).map(|v| (f.key(), v)))
+                    .collect();
+                // Tempo names each span's service so Grafana can show it.
+                if !attributes.iter().any(|(k, _)| k == "service.name") {
+                    attributes.push((
+                        "service.name".into(),
+                        AttrValue::Str(span.service_name().to_owned()),
+                    ));
+                }
+                MatchedSpan {
+                    span_id: span.span_id,
+                    name: span.name.clone(),
+                    start: span.start,
+                    duration_nanos: span.duration_nanos(),
+                    attributes,
+                }
             })
             .collect();
-        spans.sort_by_key(|s| s.start);
-        let matched_count = spans.len();
+        spans.sort_by_key(|s| (s.start, s.span_id));
+        let matched = spans.len();
         spans.truncate(spans_per_spanset);
+        let root = view.root;
         Some(TraceMatch {
-            trace_id: trace.trace_id.to_string(),
+            trace_id: trace.trace_id,
             root_service_name: root.map_or("<root span not yet received>".into(), |r| {
                 r.service_name().to_owned()
             }),
             root_trace_name: root.map_or(String::new(), |r| r.name.clone()),
             start: trace.start(),
             duration_ms: trace.duration_nanos() / 1_000_000,
-            spans,
-            matched: matched_count,
+            spansets: vec![MatchedSpanset {
+                spans,
+                matched,
+                attributes: computed,
+            }],
         })
     }
+}
+
+fn stage_label(aggregate: Aggregate, field: Option<&Field>) -> String {
+    let name = match aggregate {
+        Aggregate::Count => "count",
+        Aggregate::Avg => "avg",
+        Aggregate::Min => "min",
+        Aggregate::Max => "max",
+        Aggregate::Sum => "sum",
+    };
+    format!("{name}({})", field.map(Field::label).unwrap_or_default())
 }

@@ -35,7 +35,16 @@ pub enum Field {
 }
 
 impl Field {
-    /// How the field is written in a query (and named in results).
+    /// How Tempo's search answer names the field on a span: the bare
+    /// attribute name (`http.status_code`), or the intrinsic's name.
+    pub fn key(&self) -> String {
+        match self {
+            Field::Attribute { name, .. } => name.clone(),
+            Field::Intrinsic(_) => self.label(),
+        }
+    }
+
+    /// How the field is written in a query.
     pub fn label(&self) -> String {
         match self {
             Field::Intrinsic(i) => match i {
@@ -139,17 +148,93 @@ pub enum Stage {
     Filter(Cond),
 }
 
-/// A parsed TraceQL query.
+/// A parsed TraceQL query: a spanset expression, then pipeline stages.
+/// Run it with [`Query::search`].
 #[derive(Debug, Clone)]
 pub struct Query {
-    pub spanset: Spanset,
-    pub pipeline: Vec<Stage>,
+    pub(crate) spanset: Spanset,
+    pub(crate) pipeline: Vec<Stage>,
+}
+
+/// A token as a person would point at it in an error message.
+fn describe(tok: &Tok) -> String {
+    let text = match tok {
+        Tok::End => return "end of query".into(),
+        Tok::Ident(s) => return format!("`{s}`"),
+        Tok::Str(s) => return format!("string \"{s}\""),
+        Tok::Int(i) => return format!("number {i}"),
+        Tok::Float(f) => return format!("number {f}"),
+        Tok::Duration(d) => return format!("duration {d}ns"),
+        Tok::LBrace => "{",
+        Tok::RBrace => "}",
+        Tok::LParen => "(",
+        Tok::RParen => ")",
+        Tok::Comma => ",",
+        Tok::Pipe => "|",
+        Tok::AndAnd => "&&",
+        Tok::OrOr => "||",
+        Tok::Not => "!",
+        Tok::Eq => "=",
+        Tok::NotEq => "!=",
+        Tok::Lt => "<",
+        Tok::Le => "<=",
+        Tok::Gt => ">",
+        Tok::Ge => ">=",
+        Tok::Re => "=~",
+        Tok::NotRe => "!~",
+        Tok::Descendant => ">>",
+        Tok::Ancestor => "<<",
+        Tok::Tilde => "~",
+    };
+    format!("`{text}`")
+}
+
+/// The type an intrinsic always has, to reject comparisons that can never
+/// hold (`status = 200`) when the query is parsed rather than silently
+/// matching nothing.
+fn intrinsic_type(intrinsic: Intrinsic) -> &'static str {
+    match intrinsic {
+        Intrinsic::Name
+        | Intrinsic::StatusMessage
+        | Intrinsic::RootName
+        | Intrinsic::RootServiceName => "string",
+        Intrinsic::Status => "status",
+        Intrinsic::Kind => "kind",
+        Intrinsic::Duration | Intrinsic::TraceDuration => "duration",
+    }
+}
+
+fn static_type(value: &Static) -> &'static str {
+    match value {
+        Static::Str(_) => "string",
+        Static::Int(_) | Static::Float(_) => "number",
+        Static::Duration(_) => "duration",
+        Static::Bool(_) => "boolean",
+        Static::Nil => "nil",
+        Static::Status(_) => "status",
+        Static::Kind(_) => "kind",
+    }
 }
 
 struct Parser<'a> {
     text: &'a str,
     tokens: Vec<Token>,
     at: usize,
+}
+
+/// A single field (`resource.service.name`, `.x`, `status`), as the tag
+/// endpoints name tags.
+pub fn parse_field(text: &str) -> Result<Field, ParseError> {
+    let mut parser = Parser {
+        text,
+        tokens: lex(text)?,
+        at: 0,
+    };
+    let field = parser.field()?;
+    if parser.peek() != &Tok::End {
+        return Err(parser.unexpected("end of the tag name"));
+    }
+    Ok(field)
 }
 
 pub fn parse(text: &str) -> Result<Query, ParseError> {
@@ -171,30 +256,31 @@ pub fn parse(text: &str) -> Result<Query, ParseError> {
 }
 
 impl Parser<'_> {
+    /// The token at the cursor; past the end, the final `End` (the cursor
+    /// may step past it so that stepping back after `next` is always right).
+    fn current(&self) -> &Token {
+        &self.tokens[self.at.min(self.tokens.len() - 1)]
+    }
+
     fn peek(&self) -> &Tok {
-        &self.tokens[self.at].tok
+        &self.current().tok
     }
 
     fn next(&mut self) -> Token {
-        let token = self.tokens[self.at].clone();
-        if self.at + 1 < self.tokens.len() {
-            self.at += 1;
-        }
+        let token = self.current().clone();
+        self.at += 1;
         token
     }
 
     fn unexpected(&self, expected: &str) -> ParseError {
-        let token = &self.tokens[self.at];
-        let found = match &token.tok {
-            Tok::End => "end of query".to_owned(),
-            Tok::Ident(s) => format!("`{s}`"),
-            Tok::Str(s) => format!("string \"{s}\""),
-            other => format!("{other:?}"),
-        };
+        let token = self.current();
         ParseError::at(
             self.text,
             token.at,
-            format!("syntax error: unexpected {found}, expecting {expected}"),
+            format!(
+                "syntax error: unexpected {}, expecting {expected}",
+                describe(&token.tok)
+            ),
         )
     }
 
@@ -313,8 +399,34 @@ impl Parser<'_> {
             _ => return Ok(Cond::Truthy(field)),
         };
         self.next();
-        let at = self.tokens[self.at].at;
+        let at = self.current().at;
         let value = self.value()?;
+        if let Static::Nil = value
+            && !matches!(op, CmpOp::Eq | CmpOp::NotEq)
+        {
+            return Err(ParseError::at(
+                self.text,
+                at,
+                "nil compares only with = or !=".into(),
+            ));
+        }
+        if let Field::Intrinsic(intrinsic) = &field {
+            let (want, got) = (intrinsic_type(*intrinsic), static_type(&value));
+            if got != "nil" && want != got {
+                return Err(ParseError::at(
+                    self.text,
+                    at,
+                    format!("cannot compare `{}` ({want}) with a {got}", field.label()),
+                ));
+            }
+            if matches!(want, "status" | "kind") && !matches!(op, CmpOp::Eq | CmpOp::NotEq) {
+                return Err(ParseError::at(
+                    self.text,
+                    at,
+                    format!("`{}` compares only with = or !=", field.label()),
+                ));
+            }
+        }
         let regex = match (op, &value) {
             (CmpOp::Re | CmpOp::NotRe, Static::Str(pattern)) => Some(
                 Regex::new(&format!("^(?:{pattern})$"))
@@ -379,6 +491,15 @@ impl Parser<'_> {
         }
         if let Some(rest) = name.strip_prefix('.') {
             return attribute(Scope::Any, rest);
+        }
+        if name.starts_with("span:") || name.starts_with("trace:") {
+            return Err(ParseError::at(
+                self.text,
+                token.at,
+                format!(
+                    "unknown intrinsic `{name}`: span:name, span:status, span:statusMessage, span:kind, span:duration, trace:rootName, trace:rootService, trace:duration"
+                ),
+            ));
         }
         Err(ParseError::at(
             self.text,

@@ -7,9 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use lab_signals::{
-    AttrValue, Attributes, Span, SpanKind, StatusCode as SpanStatus, Trace, TraceId,
-};
+use lab_signals::{AttrValue, Attributes, SpanKind, StatusCode as SpanStatus, Trace, TraceId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
@@ -17,7 +15,7 @@ use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span as ProtoSpan, Status as ProtoStatus, span,
 };
 use prost::Message;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Params, blocking, buildinfo};
 use crate::backend::Backend;
@@ -74,7 +72,11 @@ fn protobuf(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/protobuf")], bytes).into_response()
 }
 
-async fn find(backend: Arc<Backend>, id: String) -> Result<Value, Response> {
+async fn find(
+    backend: Arc<Backend>,
+    id: String,
+    render: fn(&Trace) -> Value,
+) -> Result<Value, Response> {
     let Some(trace_id) = TraceId::from_hex(&id) else {
         return Err((
             StatusCode::BAD_REQUEST,
@@ -82,8 +84,7 @@ async fn find(backend: Arc<Backend>, id: String) -> Result<Value, Response> {
         )
             .into_response());
     };
-    let found =
-        blocking(move || backend.store().traces().get(&trace_id).map(resource_spans)).await?;
+    let found = blocking(move || backend.store().traces().get(&trace_id).map(render)).await?;
     found.ok_or_else(|| {
         (
             StatusCode::NOT_FOUND,
@@ -104,8 +105,8 @@ async fn trace_v1(
             Err(response) => response,
         };
     }
-    match find(backend, id).await {
-        Ok(batches) => axum::Json(json!({ "batches": batches })).into_response(),
+    match find(backend, id, lab_traceql::trace_json_v1).await {
+        Ok(answer) => axum::Json(answer).into_response(),
         Err(response) => response,
     }
 }
@@ -126,106 +127,10 @@ async fn trace_v2(
             Err(response) => response,
         };
     }
-    match find(backend, id).await {
-        Ok(batches) => {
-            axum::Json(json!({ "trace": { "resourceSpans": batches }, "status": "COMPLETE" }))
-                .into_response()
-        }
+    match find(backend, id, lab_traceql::trace_json_v2).await {
+        Ok(answer) => axum::Json(answer).into_response(),
         Err(response) => response,
     }
-}
-
-/// A trace in OTLP JSON: spans grouped by resource and scope, ids in hex,
-/// times as strings of nanoseconds, kinds and status codes by their OTLP
-/// names.
-pub fn resource_spans(trace: &Trace) -> Value {
-    let mut groups: Vec<(&Arc<lab_signals::Resource>, Vec<&Span>)> = Vec::new();
-    for span in &trace.spans {
-        match groups
-            .iter_mut()
-            .find(|(r, _)| Arc::ptr_eq(r, &span.resource) || ***r == *span.resource)
-        {
-            Some((_, spans)) => spans.push(span),
-            None => groups.push((&span.resource, vec![span])),
-        }
-    }
-    Value::Array(
-        groups
-            .into_iter()
-            .map(|(resource, spans)| {
-                json!({
-                    "resource": { "attributes": attributes(&resource.attributes) },
-                    "scopeSpans": [{
-                        "scope": { "name": resource.scope_name, "version": resource.scope_version },
-                        "spans": spans.into_iter().map(span_json).collect::<Vec<_>>(),
-                    }],
-                })
-            })
-            .collect(),
-    )
-}
-
-fn span_json(span: &Span) -> Value {
-    let kind = match span.kind {
-        SpanKind::Unspecified => "SPAN_KIND_UNSPECIFIED",
-        SpanKind::Internal => "SPAN_KIND_INTERNAL",
-        SpanKind::Server => "SPAN_KIND_SERVER",
-        SpanKind::Client => "SPAN_KIND_CLIENT",
-        SpanKind::Producer => "SPAN_KIND_PRODUCER",
-        SpanKind::Consumer => "SPAN_KIND_CONSUMER",
-    };
-    let mut status = json!({});
-    match span.status {
-        SpanStatus::Unset => {}
-        SpanStatus::Ok => status = json!({ "code": "STATUS_CODE_OK" }),
-        SpanStatus::Error => {
-            status = json!({ "code": "STATUS_CODE_ERROR", "message": span.status_message })
-        }
-    }
-    let mut out = json!({
-        "traceId": span.trace_id.to_string(),
-        "spanId": span.span_id.to_string(),
-        "name": span.name,
-        "kind": kind,
-        "startTimeUnixNano": span.start.to_string(),
-        "endTimeUnixNano": span.end.to_string(),
-        "attributes": attributes(&span.attributes),
-        "status": status,
-    });
-    if let Some(parent) = span.parent_span_id {
-        out["parentSpanId"] = Value::String(parent.to_string());
-    }
-    if !span.events.is_empty() {
-        out["events"] = span
-            .events
-            .iter()
-            .map(|e| json!({ "timeUnixNano": e.time.to_string(), "name": e.name, "attributes": attributes(&e.attributes) }))
-            .collect();
-    }
-    if !span.links.is_empty() {
-        out["links"] = span
-            .links
-            .iter()
-            .map(|l| json!({ "traceId": l.trace_id.to_string(), "spanId": l.span_id.to_string(), "attributes": attributes(&l.attributes) }))
-            .collect();
-    }
-    out
-}
-
-/// OTLP JSON key/values; 64-bit integers as strings, as OTLP JSON has them.
-fn attributes(attrs: &Attributes) -> Value {
-    attrs
-        .iter()
-        .map(|(key, value)| {
-            let value = match value {
-                AttrValue::Str(s) => json!({ "stringValue": s }),
-                AttrValue::Int(i) => json!({ "intValue": i.to_string() }),
-                AttrValue::Float(f) => json!({ "doubleValue": f }),
-                AttrValue::Bool(b) => json!({ "boolValue": b }),
-            };
-            json!({ "key": key, "value": value })
-        })
-        .collect()
 }
 
 /// Tempo takes `start`/`end` in Unix seconds; without them, everything.
@@ -285,8 +190,8 @@ async fn search(State(backend): State<Arc<Backend>>, params: Params) -> Response
     };
     let answer = blocking(move || {
         let traces = backend.store().traces();
-        let (matches, inspected) = parsed.search(&*traces, start, end, limit, spss);
-        lab_traceql::search_response(&matches, inspected)
+        let found = parsed.search(&*traces, start, end, limit, spss);
+        lab_traceql::search_response(&found.traces, found.inspected_traces)
     })
     .await;
     match answer {
@@ -300,21 +205,22 @@ async fn search(State(backend): State<Arc<Backend>>, params: Params) -> Response
 async fn over_traces(
     backend: Arc<Backend>,
     params: Params,
-    answer: impl FnOnce(&crate::store::TraceStore, i64, i64) -> Value + Send + 'static,
+    answer: impl FnOnce(&crate::store::TraceStore, i64, i64) -> Result<Value, String> + Send + 'static,
 ) -> Response {
     let (start, end) = match window(&params) {
         Ok(w) => w,
         Err(r) => return r,
     };
     match blocking(move || answer(&backend.store().traces(), start, end)).await {
-        Ok(answer) => axum::Json(answer).into_response(),
+        Ok(Ok(answer)) => axum::Json(answer).into_response(),
+        Ok(Err(message)) => (StatusCode::BAD_REQUEST, message).into_response(),
         Err(response) => response,
     }
 }
 
 async fn tags_v1(State(backend): State<Arc<Backend>>, params: Params) -> Response {
     over_traces(backend, params, |traces, start, end| {
-        lab_traceql::tags_v1(traces, start, end)
+        Ok(lab_traceql::tags_v1(traces, start, end))
     })
     .await
 }
@@ -322,7 +228,7 @@ async fn tags_v1(State(backend): State<Arc<Backend>>, params: Params) -> Respons
 async fn tags_v2(State(backend): State<Arc<Backend>>, params: Params) -> Response {
     let scope = params.get("scope").map(str::to_owned);
     over_traces(backend, params, move |traces, start, end| {
-        lab_traceql::tags_v2(traces, start, end, scope.as_deref())
+        lab_traceql::tags_v2(traces, start, end, scope.as_deref()).map_err(|e| e.to_string())
     })
     .await
 }
@@ -333,7 +239,7 @@ async fn tag_values_v1(
     params: Params,
 ) -> Response {
     over_traces(backend, params, move |traces, start, end| {
-        lab_traceql::tag_values_v1(traces, &tag, start, end)
+        Ok(lab_traceql::tag_values_v1(traces, &tag, start, end))
     })
     .await
 }
@@ -343,8 +249,25 @@ async fn tag_values_v2(
     Path(tag): Path<String>,
     params: Params,
 ) -> Response {
+    // v2 narrows the values to the spans a TraceQL query (`q`) selects.
+    let query = match params
+        .get("q")
+        .filter(|q| !q.trim().is_empty())
+        .map(lab_traceql::parse)
+        .transpose()
+    {
+        Ok(query) => query,
+        Err(err) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("invalid TraceQL query: {err}"),
+            )
+                .into_response();
+        }
+    };
     over_traces(backend, params, move |traces, start, end| {
-        lab_traceql::tag_values_v2(traces, &tag, start, end)
+        lab_traceql::tag_values_v2(traces, &tag, start, end, query.as_ref())
+            .map_err(|e| e.to_string())
     })
     .await
 }
