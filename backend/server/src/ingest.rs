@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+use crate::params::now_nanos;
 use crate::store::Store;
 use crate::wal::RecordKind;
 
@@ -23,6 +24,39 @@ pub enum Payload {
     LokiPush(Vec<u8>),
     /// One scrape of a Prometheus target.
     Scrape(Scrape),
+    /// A profile upload to Pyroscope's push or ingest API.
+    Profiles(ProfileUpload),
+}
+
+/// A profile upload as the log keeps it: the body as received, and for
+/// `/ingest` its query string with `from` and `until` made explicit, so a
+/// replay reads the same times.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ProfileUpload {
+    /// `None`: `/push.v1.PusherService/Push`; `Some`: `/ingest?<query>`.
+    #[prost(string, optional, tag = "1")]
+    pub ingest_query: Option<String>,
+    #[prost(string, tag = "2")]
+    pub content_type: String,
+    #[prost(bytes = "vec", tag = "3")]
+    pub body: Vec<u8>,
+}
+
+impl ProfileUpload {
+    fn decode_profiles(&self) -> Result<Vec<lab_profiles::Profile>, IngestError> {
+        let decode = |e: lab_profiles::DecodeError| IngestError::Decode(e.to_string());
+        match &self.ingest_query {
+            None => lab_profiles::push::decode(&self.body).map_err(decode),
+            Some(query) => {
+                let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+                    .map_err(|e| IngestError::Decode(format!("bad query string: {e}")))?;
+                let request = lab_profiles::ingest::IngestRequest::from_pairs(&pairs, now_nanos())
+                    .map_err(decode)?;
+                let content_type = Some(self.content_type.as_str()).filter(|c| !c.is_empty());
+                lab_profiles::ingest::decode(&request, content_type, &self.body).map_err(decode)
+            }
+        }
+    }
 }
 
 /// A scrape as the log keeps it: the target's labels, when, and the text.
@@ -48,6 +82,7 @@ pub struct Added {
     pub spans: usize,
     pub log_lines: usize,
     pub samples: usize,
+    pub profiles: usize,
 }
 
 impl Payload {
@@ -62,6 +97,7 @@ impl Payload {
                 RecordKind::Scrape,
                 serde_json::to_vec(scrape).expect("a scrape serialises"),
             ),
+            Payload::Profiles(upload) => (RecordKind::Profiles, upload.encode_to_vec()),
         }
     }
 
@@ -76,6 +112,7 @@ impl Payload {
             RecordKind::Scrape => Payload::Scrape(
                 serde_json::from_slice(bytes).map_err(|e| IngestError::Decode(e.to_string()))?,
             ),
+            RecordKind::Profiles => Payload::Profiles(Message::decode(bytes).map_err(decode)?),
         })
     }
 
@@ -99,6 +136,7 @@ impl Payload {
                         .map_err(|e| decode(&e))?;
                 prepared.metrics = Some(batch);
             }
+            Payload::Profiles(upload) => prepared.profiles = upload.decode_profiles()?,
         }
         Ok(prepared)
     }
@@ -110,6 +148,7 @@ pub struct Prepared {
     spans: Vec<lab_signals::Span>,
     logs: Vec<(Labels, lab_signals::LogEntry)>,
     metrics: Option<lab_ingest::MetricBatch>,
+    profiles: Vec<lab_profiles::Profile>,
 }
 
 impl Prepared {
@@ -118,6 +157,7 @@ impl Prepared {
             spans: self.spans.len(),
             log_lines: self.logs.len(),
             samples: self.metrics.as_ref().map_or(0, |m| m.points.len()),
+            profiles: self.profiles.len(),
         };
         if !self.spans.is_empty() {
             store.add_spans(self.spans);
@@ -127,6 +167,9 @@ impl Prepared {
         }
         if let Some(batch) = self.metrics {
             store.add_metrics(batch.points, batch.exemplars, batch.metadata);
+        }
+        if !self.profiles.is_empty() {
+            store.add_profiles(self.profiles);
         }
         added
     }

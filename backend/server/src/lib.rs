@@ -1,8 +1,9 @@
 //! The lab's embedded telemetry backend: it takes in OTLP (gRPC and HTTP),
-//! Prometheus scrapes and Loki pushes, keeps them bounded in memory with a
-//! write-ahead log on disk, and answers the Tempo, Loki and Prometheus
-//! HTTP query APIs (TraceQL, LogQL, PromQL) on one port, so the lab's
-//! query client and a real Grafana can use it as all three datasources.
+//! Prometheus scrapes, Loki pushes and Pyroscope profile uploads, keeps
+//! them bounded in memory with a write-ahead log on disk, and answers the
+//! Tempo, Loki and Prometheus HTTP query APIs (TraceQL, LogQL, PromQL) and
+//! Pyroscope's render API on one port, so the lab's query client and a
+//! real Grafana can use it as those datasources.
 //!
 //! Use it in-process with [`start`], or as `lab backend`.
 
@@ -31,9 +32,11 @@ pub use store::Limits;
 pub struct BackendConfig {
     /// Where the write-ahead log lives; `None` keeps everything in memory.
     pub data_dir: Option<PathBuf>,
-    /// Tempo, Loki and Prometheus query APIs, and Loki's push API.
+    /// Tempo, Loki, Prometheus and Pyroscope query APIs, and Loki's and
+    /// Pyroscope's push APIs.
     pub query: SocketAddr,
     pub otlp_grpc: SocketAddr,
+    /// OTLP/HTTP, and Pyroscope's push and ingest APIs.
     pub otlp_http: SocketAddr,
     pub limits: Limits,
     pub scrape: Vec<ScrapeTarget>,
@@ -121,7 +124,9 @@ pub async fn start(config: BackendConfig) -> Result<RunningBackend> {
     );
     let mut tasks = tokio::task::JoinSet::new();
 
-    let query_app = api::router(backend.clone()).merge(receive::loki_push(backend.clone()));
+    let query_app = api::router(backend.clone())
+        .merge(receive::loki_push(backend.clone()))
+        .merge(receive::profiles(backend.clone()));
     tasks.spawn(serve(query, query_app, stop_rx.clone()));
     tasks.spawn(serve(
         otlp_grpc,
@@ -130,7 +135,7 @@ pub async fn start(config: BackendConfig) -> Result<RunningBackend> {
     ));
     tasks.spawn(serve(
         otlp_http,
-        receive::otlp_http(backend.clone()),
+        receive::otlp_http(backend.clone()).merge(receive::profiles(backend.clone())),
         stop_rx,
     ));
     for target in config.scrape {

@@ -1,5 +1,5 @@
-//! The receivers: OTLP over gRPC and over HTTP (protobuf and JSON), and
-//! Loki's push API. Each decodes, hands the payload to
+//! The receivers: OTLP over gRPC and over HTTP (protobuf and JSON), Loki's
+//! push API, and Pyroscope's push (Connect) and ingest APIs. Each decodes, hands the payload to
 //! [`Backend::ingest`], and answers a bad body with 400 (gRPC:
 //! INVALID_ARGUMENT) saying what was wrong.
 
@@ -32,7 +32,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 
 use crate::backend::Backend;
-use crate::ingest::{IngestError, Payload};
+use crate::ingest::{IngestError, Payload, ProfileUpload};
+use crate::params::now_nanos;
 
 /// The largest body taken: OTLP batches are far smaller, but a collector
 /// may send several thousand spans at once.
@@ -63,6 +64,16 @@ pub fn otlp_http(backend: Arc<Backend>) -> Router {
 pub fn loki_push(backend: Arc<Backend>) -> Router {
     Router::new()
         .route("/loki/api/v1/push", post(push))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(backend)
+}
+
+/// Pyroscope's push API (what pyroscope-rs 2.x and Alloy send) and its
+/// older `/ingest` API (folded, lines, pprof).
+pub fn profiles(backend: Arc<Backend>) -> Router {
+    Router::new()
+        .route("/push.v1.PusherService/Push", post(profile_push))
+        .route("/ingest", post(profile_ingest))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(backend)
 }
@@ -212,6 +223,113 @@ async fn push(State(backend): State<Arc<Backend>>, headers: HeaderMap, body: Byt
     match tokio::task::spawn_blocking(move || backend.ingest(payload)).await {
         Ok(Ok(_)) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(IngestError::Decode(message))) => (StatusCode::BAD_REQUEST, message).into_response(),
+        Ok(Err(err)) => (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response(),
+        Err(join) => (StatusCode::INTERNAL_SERVER_ERROR, join.to_string()).into_response(),
+    }
+}
+
+/// A Connect unary call: protobuf in, an empty `PushResponse` out; errors
+/// as Connect's JSON error with its code.
+async fn profile_push(
+    State(backend): State<Arc<Backend>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/proto");
+    let connect_error = |status: StatusCode, code: &str, message: String| {
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({"code": code, "message": message}).to_string(),
+        )
+            .into_response()
+    };
+    if !matches!(
+        content_type,
+        "application/proto" | "application/protobuf" | "application/x-protobuf"
+    ) {
+        return connect_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unimplemented",
+            format!("content type {content_type} is not supported: push as application/proto"),
+        );
+    }
+    let upload = ProfileUpload {
+        ingest_query: None,
+        content_type: content_type.to_owned(),
+        body: body.to_vec(),
+    };
+    match tokio::task::spawn_blocking(move || backend.ingest(Payload::Profiles(upload))).await {
+        Ok(Ok(_)) => (
+            [(header::CONTENT_TYPE, "application/proto")],
+            Vec::<u8>::new(),
+        )
+            .into_response(),
+        Ok(Err(IngestError::Decode(message))) => connect_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!("bad profile push: {message}"),
+        ),
+        Ok(Err(err)) => connect_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            err.to_string(),
+        ),
+        Err(join) => connect_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            join.to_string(),
+        ),
+    }
+}
+
+/// `/ingest?name=…`: 200 with no body, or 400 saying what was wrong.
+async fn profile_ingest(
+    State(backend): State<Arc<Backend>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let bad = |message: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("bad ingest request: {message}"),
+        )
+            .into_response()
+    };
+    let query = uri.query().unwrap_or_default();
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(query) {
+        Ok(pairs) => pairs,
+        Err(e) => return bad(format!("bad query string: {e}")),
+    };
+    // Checked before logging, and the times made explicit so a replay
+    // reads the same ones.
+    let request = match lab_profiles::ingest::IngestRequest::from_pairs(&pairs, now_nanos()) {
+        Ok(request) => request,
+        Err(e) => return bad(e.to_string()),
+    };
+    let has = |name: &str| pairs.iter().any(|(k, _)| k == name);
+    let mut query = query.to_owned();
+    for (name, nanos) in [("from", request.start), ("until", request.end)] {
+        if !has(name) {
+            query.push_str(&format!("&{name}={}", nanos.div_euclid(1_000_000_000)));
+        }
+    }
+    let upload = ProfileUpload {
+        ingest_query: Some(query),
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        body: body.to_vec(),
+    };
+    match tokio::task::spawn_blocking(move || backend.ingest(Payload::Profiles(upload))).await {
+        Ok(Ok(_)) => StatusCode::OK.into_response(),
+        Ok(Err(IngestError::Decode(message))) => bad(message),
         Ok(Err(err)) => (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response(),
         Err(join) => (StatusCode::INTERNAL_SERVER_ERROR, join.to_string()).into_response(),
     }

@@ -1,5 +1,6 @@
 //! The backend's write-ahead log: every payload received (OTLP as
-//! protobuf, Loki push as JSON, scrapes as text) appended to segment files
+//! protobuf, Loki push as JSON, scrapes as text, profile uploads as their
+//! body with the API and query they came with) appended to segment files
 //! in the state folder, and replayed through the same ingest path at start.
 //!
 //! Record: `len u32 | crc32 u32 | kind u8 | received_ms i64 | payload`, all
@@ -19,6 +20,8 @@ pub enum RecordKind {
     OtlpMetrics = 3,
     LokiPush = 4,
     Scrape = 5,
+    /// A profile upload: [`crate::ingest::ProfileUpload`] as protobuf.
+    Profiles = 6,
 }
 
 impl RecordKind {
@@ -29,6 +32,7 @@ impl RecordKind {
             3 => RecordKind::OtlpMetrics,
             4 => RecordKind::LokiPush,
             5 => RecordKind::Scrape,
+            6 => RecordKind::Profiles,
             _ => return None,
         })
     }

@@ -1,6 +1,6 @@
-//! The query side: Tempo's, Loki's and Prometheus' HTTP APIs on one router.
-//! Their paths do not collide, so one base URL serves as all three
-//! datasources. Queries run on the blocking pool, holding only a read lock
+//! The query side: Tempo's, Loki's, Prometheus' and Pyroscope's HTTP APIs
+//! on one router. Their paths do not collide, so one base URL serves as
+//! each datasource. Queries run on the blocking pool, holding only a read lock
 //! of the signal they read.
 
 // Request helpers return the ready `Response` as their error, axum's idiom
@@ -9,6 +9,7 @@
 
 mod loki;
 mod prom;
+mod pyroscope;
 mod tempo;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub fn router(backend: Arc<Backend>) -> Router {
         .merge(tempo::routes())
         .merge(loki::routes())
         .merge(prom::routes())
+        .merge(pyroscope::routes())
         .with_state(backend)
 }
 

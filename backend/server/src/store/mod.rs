@@ -1,5 +1,5 @@
-//! What the backend keeps in memory: traces, log streams and metric
-//! series, each behind its own lock so a long query on one signal never
+//! What the backend keeps in memory: traces, log streams, metric series
+//! and profiles, each behind its own lock so a long query on one signal never
 //! holds up ingest of another, and bounded by age and by total size.
 
 mod footprint;
@@ -10,6 +10,7 @@ mod traces;
 use std::sync::{RwLock, RwLockReadGuard};
 use std::time::Duration;
 
+use lab_profiles::{Profile, ProfileStore};
 use lab_signals::{Exemplar, Labels, LogEntry, MetricMetadata, Sample, Span, UnixNanos};
 use serde::Serialize;
 
@@ -22,7 +23,7 @@ pub use traces::TraceStore;
 pub struct Limits {
     /// Data older than this is dropped.
     pub retention: Duration,
-    /// Approximate heap bytes of stored data across the three signals; the
+    /// Approximate heap bytes of stored data across the four signals; the
     /// oldest data goes first when it is exceeded.
     pub max_bytes: usize,
 }
@@ -41,6 +42,7 @@ pub struct Store {
     traces: RwLock<TraceStore>,
     logs: RwLock<LogStore>,
     metrics: RwLock<MetricStore>,
+    profiles: RwLock<ProfileStore>,
 }
 
 /// Counts for `lab status` and the benchmarks.
@@ -52,6 +54,8 @@ pub struct StoreStats {
     pub log_lines: usize,
     pub series: usize,
     pub samples: usize,
+    pub profile_series: usize,
+    pub profiles: usize,
     pub bytes: usize,
 }
 
@@ -88,6 +92,13 @@ impl Store {
         }
     }
 
+    pub fn add_profiles(&self, profiles: impl IntoIterator<Item = Profile>) {
+        let mut store = self.profiles.write().unwrap();
+        for profile in profiles {
+            store.insert(profile);
+        }
+    }
+
     pub fn traces(&self) -> RwLockReadGuard<'_, TraceStore> {
         self.traces.read().unwrap()
     }
@@ -100,10 +111,15 @@ impl Store {
         self.metrics.read().unwrap()
     }
 
+    pub fn profiles(&self) -> RwLockReadGuard<'_, ProfileStore> {
+        self.profiles.read().unwrap()
+    }
+
     pub fn stats(&self) -> StoreStats {
         let traces = self.traces();
         let logs = self.logs();
         let metrics = self.metrics();
+        let profiles = self.profiles();
         StoreStats {
             traces: traces.trace_count(),
             spans: traces.span_count(),
@@ -111,7 +127,9 @@ impl Store {
             log_lines: logs.line_count(),
             series: metrics.series_count(),
             samples: metrics.sample_count(),
-            bytes: traces.bytes() + logs.bytes() + metrics.bytes(),
+            profile_series: profiles.series_count(),
+            profiles: profiles.profile_count(),
+            bytes: traces.bytes() + logs.bytes() + metrics.bytes() + profiles.bytes(),
         }
     }
 
@@ -125,6 +143,7 @@ impl Store {
             .write()
             .unwrap()
             .evict_before(cutoff / 1_000_000);
+        self.profiles.write().unwrap().evict_before(cutoff);
         // Over the size bound: cut the oldest minute of whichever signal
         // holds the oldest data, until under.
         const STEP: i64 = 60 * 1_000_000_000;
@@ -137,6 +156,7 @@ impl Store {
                 self.traces().oldest(),
                 self.logs().oldest(),
                 self.metrics().oldest().map(|ms| ms * 1_000_000),
+                self.profiles().oldest(),
             ];
             let Some((signal, at)) = oldest
                 .iter()
@@ -149,11 +169,12 @@ impl Store {
             match signal {
                 0 => self.traces.write().unwrap().evict_before(at + STEP),
                 1 => self.logs.write().unwrap().evict_before(at + STEP),
-                _ => self
+                2 => self
                     .metrics
                     .write()
                     .unwrap()
                     .evict_before((at + STEP) / 1_000_000),
+                _ => self.profiles.write().unwrap().evict_before(at + STEP),
             };
         }
     }
