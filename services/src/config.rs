@@ -48,6 +48,9 @@ pub fn db_config_from_env() -> Result<DbConfig> {
         acquire_timeout: env_parse::<u64>("MYTHICAL_DATABASE_ACQUIRE_TIMEOUT_MS", "milliseconds")?
             .map(Duration::from_millis)
             .unwrap_or(defaults.acquire_timeout),
+        query_timeout: env_parse::<u64>("MYTHICAL_DATABASE_QUERY_TIMEOUT_MS", "milliseconds")?
+            .map(Duration::from_millis)
+            .unwrap_or(defaults.query_timeout),
     })
 }
 

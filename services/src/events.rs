@@ -90,6 +90,8 @@ pub struct EventLog {
     /// The original's `namespace` label (`NAMESPACE`).
     namespace: StringValue,
     stdout: bool,
+    /// The switches that may skew this log's clock (`clock-skew`).
+    clock: Option<std::sync::Arc<crate::faults::Switchboard>>,
 }
 
 impl EventLog {
@@ -99,7 +101,14 @@ impl EventLog {
             job: StringValue::from(job.to_owned()),
             namespace: StringValue::from(namespace.to_owned()),
             stdout,
+            clock: None,
         }
+    }
+
+    /// Lets the `clock-skew` fault shift this log's timestamps.
+    pub fn with_clock(mut self, faults: std::sync::Arc<crate::faults::Switchboard>) -> EventLog {
+        self.clock = Some(faults);
+        self
     }
 
     /// Records one event. `span` ties the record to its trace, so a log line
@@ -117,7 +126,11 @@ impl EventLog {
             let _ = writeln!(out, "level={} {body}", level.as_str());
         }
         let mut record = self.logger.create_log_record();
-        let now = SystemTime::now();
+        let skew = self
+            .clock
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |f| crate::faults::clock_skew::shift(f));
+        let now = SystemTime::now() + skew;
         record.set_timestamp(now);
         record.set_observed_timestamp(now);
         record.set_severity_number(level.severity());

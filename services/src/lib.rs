@@ -8,6 +8,7 @@ pub mod config;
 pub mod events;
 pub mod faults;
 pub mod http_json;
+pub mod profiling;
 pub mod propagation;
 pub mod requester;
 pub mod server;

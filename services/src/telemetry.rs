@@ -18,6 +18,7 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
 use crate::config::env_var;
+use crate::profiling::Profiler;
 
 /// How the exporters talk to the collector (`OTEL_EXPORTER_OTLP_PROTOCOL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,9 @@ pub struct Telemetry {
     pub logger: SdkLogger,
     pub meter: Meter,
     pub resource: Resource,
+    /// The CPU profiler, when `PYROSCOPE_SERVER_ADDRESS` names a server;
+    /// taken out and stopped at shutdown.
+    profiler: std::sync::Mutex<Option<Profiler>>,
 }
 
 impl Telemetry {
@@ -68,7 +72,8 @@ impl Telemetry {
     /// `OTEL_SERVICE_NAME` is not set; `OTEL_RESOURCE_ATTRIBUTES` adds to the
     /// resource, and `NAMESPACE` (the original's variable) becomes
     /// `service.namespace`. Must run inside the tokio runtime (the gRPC
-    /// exporter's channel lives there).
+    /// exporter's channel lives there). With `PYROSCOPE_SERVER_ADDRESS` set
+    /// it also starts the CPU profiler ([`crate::profiling`]).
     pub fn init(default_service_name: &str, service_version: &str) -> Result<Telemetry> {
         let service_name =
             env_var("OTEL_SERVICE_NAME").unwrap_or_else(|| default_service_name.to_owned());
@@ -99,6 +104,8 @@ impl Telemetry {
         }
         let meter_provider = metrics.build();
 
+        let profiler = Profiler::from_env(&service_name)?;
+
         // W3C trace context in and out, for the requester and the server alike.
         opentelemetry::global::set_text_map_propagator(
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),
@@ -115,12 +122,18 @@ impl Telemetry {
             logger_provider,
             meter_provider,
             resource,
+            profiler: std::sync::Mutex::new(profiler),
         })
     }
 
-    /// Sends what is still queued. Blocks the calling thread, so async
-    /// callers go through `spawn_blocking`.
+    /// Sends what is still queued (the last profile too) and stops the
+    /// profiler. Blocks the calling thread, so async callers go through
+    /// `spawn_blocking`.
     pub fn shutdown(&self) {
+        let profiler = self.profiler.lock().map(|mut p| p.take()).ok().flatten();
+        if let Some(profiler) = profiler {
+            profiler.stop();
+        }
         let _ = self.tracer_provider.force_flush();
         let _ = self.logger_provider.force_flush();
         let _ = self.meter_provider.force_flush();

@@ -122,3 +122,75 @@ pub async fn row_count(pool: &PgPool, beast: Beast) -> Result<i64, StorageError>
     let (count,): (i64,) = sqlx::query_as(sql).fetch_one(pool).await?;
     Ok(count)
 }
+
+/// Rows of a learner's or a guide's query, every value as text (NULL as
+/// `NULL`), run in a read-only transaction so a query in a scenario can
+/// look but never change anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+pub async fn read_only_query(pool: &PgPool, sql: &str) -> Result<Rows, StorageError> {
+    use sqlx::Row;
+    let inner = sql.trim().trim_end_matches(';');
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    // row_to_json keeps the query's column order and renders every type
+    // as Postgres itself would.
+    let wrapped = format!("SELECT row_to_json(q)::text FROM ({inner}) AS q");
+    let fetched = sqlx::query(sqlx::AssertSqlSafe(wrapped))
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.rollback().await?;
+    let mut columns = Vec::new();
+    let mut rows = Vec::with_capacity(fetched.len());
+    for row in fetched {
+        let text: String = row.try_get(0)?;
+        let OrderedRow(fields) = serde_json::from_str(&text)
+            .map_err(|e| StorageError::Client(format!("a row did not read back: {e}")))?;
+        if columns.is_empty() {
+            columns = fields.iter().map(|(k, _)| k.clone()).collect();
+        }
+        rows.push(
+            fields
+                .into_iter()
+                .map(|(_, v)| match v {
+                    serde_json::Value::Null => "NULL".to_owned(),
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .collect(),
+        );
+    }
+    Ok(Rows { columns, rows })
+}
+
+/// A JSON object's fields in the order they were written.
+struct OrderedRow(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for OrderedRow {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = OrderedRow;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<OrderedRow, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(OrderedRow(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}

@@ -22,6 +22,9 @@ pub struct DbConfig {
     /// How long a request waits for a free connection before it fails; short,
     /// so that a database outage shows as quick 500s rather than a pile-up.
     pub acquire_timeout: Duration,
+    /// How long a statement may take before the caller gives up on it: a
+    /// frozen or unreachable Postgres shows as errors, not hung requests.
+    pub query_timeout: Duration,
 }
 
 impl Default for DbConfig {
@@ -36,6 +39,7 @@ impl Default for DbConfig {
             database: "postgres".into(),
             max_connections: 16,
             acquire_timeout: Duration::from_secs(2),
+            query_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -158,6 +162,48 @@ impl Store {
         sqlx::raw_sql(MIGRATIONS[0].2.into_sql_str())
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// A login role that can read every table and change nothing: what a
+    /// dashboard's Postgres datasource connects as. Idempotent; a second
+    /// call sets the password anew.
+    pub async fn ensure_reader_role(&self, role: &str, password: &str) -> Result<(), StorageError> {
+        if !role.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            return Err(StorageError::Client(format!(
+                "role name {role:?} must be lowercase letters and underscores"
+            )));
+        }
+        // The password is a literal in DDL (no bind parameters there):
+        // doubling quotes keeps it a literal whatever it holds.
+        let literal = password.replace('\'', "''");
+        let sql = format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+                 CREATE ROLE {role} LOGIN;
+               END IF;
+             END $$;
+             ALTER ROLE {role} WITH LOGIN PASSWORD '{literal}';
+             ALTER ROLE {role} SET default_transaction_read_only = on;
+             GRANT pg_read_all_data TO {role};"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Holds an EXCLUSIVE lock on the beast's table for `hold`, then
+    /// commits: reads go on, every INSERT and DELETE waits behind it. The
+    /// `slow-query` fault repeats this.
+    pub async fn hold_lock(&self, beast: Beast, hold: std::time::Duration) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!("LOCK TABLE {beast} IN EXCLUSIVE MODE");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *tx)
+            .await?;
+        tokio::time::sleep(hold).await;
+        tx.commit().await?;
         Ok(())
     }
 }

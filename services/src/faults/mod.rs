@@ -3,8 +3,16 @@
 //! [`Switchboard`] only knows kinds by their definition, so a new kind is a
 //! new file plus one line in the service's list.
 
+pub mod bad_deploy;
+pub mod broken_propagation;
+pub mod clock_skew;
+pub mod cpu_hog;
+pub mod duplicate_name;
+pub mod memory_leak;
 pub mod missing_name;
 pub mod null_name;
+pub mod pool_exhaustion;
+pub mod table_wipe;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -28,9 +36,21 @@ pub struct FaultKind {
 }
 
 /// The kinds mythical-server honours.
-pub const SERVER_FAULTS: &[&FaultKind] = &[&null_name::KIND];
+pub const SERVER_FAULTS: &[&FaultKind] = &[
+    &null_name::KIND,
+    &clock_skew::KIND,
+    &cpu_hog::KIND,
+    &memory_leak::KIND,
+    &pool_exhaustion::KIND,
+    &table_wipe::KIND,
+];
 /// The kinds mythical-requester honours.
-pub const REQUESTER_FAULTS: &[&FaultKind] = &[&missing_name::KIND];
+pub const REQUESTER_FAULTS: &[&FaultKind] = &[
+    &missing_name::KIND,
+    &duplicate_name::KIND,
+    &broken_propagation::KIND,
+    &bad_deploy::KIND,
+];
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FaultError {
@@ -168,6 +188,18 @@ impl Switchboard {
 
     /// Whether this request is one the fault hits: a draw against the
     /// kind's rate while it is on and not expired.
+    /// Whether the kind is switched on (and not expired), whatever its
+    /// rate: for faults that hold a state rather than hit single requests.
+    pub fn is_on(&self, kind: &FaultKind) -> bool {
+        if !self.any_on.load(Ordering::Acquire) {
+            return false;
+        }
+        let settings = self.settings.read().unwrap();
+        settings
+            .get(kind.name)
+            .is_some_and(|s| s.until.is_none_or(|until| Instant::now() < until))
+    }
+
     pub fn fires(&self, kind: &FaultKind) -> bool {
         if !self.any_on.load(Ordering::Acquire) {
             return false;

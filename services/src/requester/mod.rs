@@ -31,7 +31,9 @@ pub use traffic::{Traffic, TrafficSetting};
 
 use crate::config::{env_flag, env_parse, env_var, listen_addr};
 use crate::events::{EventLog, Level, Logfmt};
-use crate::faults::{REQUESTER_FAULTS, Switchboard, missing_name};
+use crate::faults::{
+    REQUESTER_FAULTS, Switchboard, bad_deploy, broken_propagation, duplicate_name, missing_name,
+};
 use crate::telemetry::Telemetry;
 
 /// Everything mythical-requester reads from its environment.
@@ -284,7 +286,7 @@ impl Requester {
 
         let failed = match method {
             "GET" => self.get_then_maybe_delete(&cx, beast).await,
-            _ => self.post(&cx, beast).await,
+            _ => self.post(&cx, beast, version).await,
         };
 
         let span = cx.span();
@@ -342,9 +344,10 @@ impl Requester {
         }
     }
 
-    async fn post(&self, cx: &Context, beast: Beast) -> bool {
-        let name = names::random_name(&mut rand::rng());
+    async fn post(&self, cx: &Context, beast: Beast, version: &str) -> bool {
+        let name = duplicate_name::name_to_send(&self.faults, names::random_name(&mut rand::rng()));
         let body = missing_name::post_body(&self.faults, &name);
+        let body = bad_deploy::post_body(&self.faults, version, body);
         let sent = body.get("name").is_some();
         let posted = self
             .call(cx, reqwest::Method::POST, beast, Some(body))
@@ -386,7 +389,9 @@ impl Requester {
             .start_with_context(&self.tracer, parent);
         let cx = parent.with_span(span);
         let mut headers = HeaderMap::new();
-        crate::propagation::inject(&cx, &mut headers);
+        if broken_propagation::propagates(&self.faults) {
+            crate::propagation::inject(&cx, &mut headers);
+        }
         let mut request = self.http.request(method, &url).headers(headers);
         if let Some(body) = body {
             request = request.json(&body);

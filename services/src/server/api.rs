@@ -22,7 +22,7 @@ type Json = serde_json::Value;
 
 use super::AppState;
 use crate::events::{Level, Logfmt};
-use crate::faults::null_name;
+use crate::faults::{cpu_hog, null_name, table_wipe};
 use crate::http_json::error_response;
 
 type Shared = State<Arc<AppState>>;
@@ -70,6 +70,7 @@ pub(super) async fn list(
     if let Some(unavailable) = call.teardown_check() {
         return unavailable;
     }
+    call.standing_faults(beast).await;
     let result = call
         .db(
             beast,
@@ -108,6 +109,7 @@ pub(super) async fn create(
     if let Some(unavailable) = call.teardown_check() {
         return unavailable;
     }
+    call.standing_faults(beast).await;
     let name = null_name::name_to_insert(&state.faults, received);
     let result = call
         .db(
@@ -145,6 +147,7 @@ pub(super) async fn remove(
     if let Some(unavailable) = call.teardown_check() {
         return unavailable;
     }
+    call.standing_faults(beast).await;
     let result = call
         .db(
             beast,
@@ -272,6 +275,42 @@ impl<'a> Call<'a> {
         )
     }
 
+    /// The faults that act on every request rather than on one statement:
+    /// CPU burnt, memory kept, connections leaked, tables dropped.
+    async fn standing_faults(&self, beast: Beast) {
+        let state = self.state;
+        std::hint::black_box(cpu_hog::maybe_burn(&state.faults, beast.as_str()));
+        state.hoard.on_request(&state.faults);
+        state.leaked.on_request(&state.faults, &state.store).await;
+        let action = state.wiped.action(&state.faults);
+        if action == table_wipe::Action::Nothing {
+            return;
+        }
+        let (name, statement) = match action {
+            table_wipe::Action::Drop => ("DROP TABLE", "DROP TABLE IF EXISTS unicorn, manticore, illithid, owlbear, beholder"),
+            _ => ("CREATE TABLE", "CREATE TABLE IF NOT EXISTS <each beast> (id serial PRIMARY KEY, name VARCHAR(50) UNIQUE NOT NULL)"),
+        };
+        let tracer = &state.tracer;
+        let mut attributes = state.db_attributes.clone();
+        attributes.extend([
+            KeyValue::new("db.operation.name", name.split(' ').next().unwrap_or(name)),
+            KeyValue::new("db.query.text", statement),
+        ]);
+        let mut span = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &self.cx);
+        let result = match action {
+            table_wipe::Action::Drop => state.store.drop_tables().await,
+            _ => state.store.create_tables().await,
+        };
+        if let Err(err) = result {
+            span.set_status(Status::error(err.to_string()));
+        }
+        span.end();
+    }
+
     /// The original's answer while its tables are being wiped.
     fn teardown_check(&self) -> Option<Response> {
         self.state.teardown.load(Ordering::Acquire).then(|| {
@@ -311,7 +350,13 @@ impl<'a> Call<'a> {
             .with_kind(SpanKind::Client)
             .with_attributes(attributes)
             .start_with_context(tracer, &self.cx);
-        let result = statement.await;
+        let result = match tokio::time::timeout(self.state.query_timeout, statement).await {
+            Ok(result) => result,
+            Err(_) => Err(StorageError::Unavailable(format!(
+                "no answer from Postgres within {} ms",
+                self.state.query_timeout.as_millis()
+            ))),
+        };
         if let Err(err) = &result {
             let (kind, code) = match err.db_error() {
                 Some(db) => ("PgDatabaseError", db.sqlstate.clone()),

@@ -34,6 +34,20 @@ pub struct RequestMetrics {
     registry: Registry,
     times: RequestTimes,
     otlp_times: Histogram<f64>,
+    /// The process' resident memory, read at each scrape (what a leak
+    /// shows in).
+    resident: prometheus_client::metrics::gauge::Gauge,
+}
+
+/// Resident set size in bytes, from /proc (0 where there is none).
+fn resident_bytes() -> i64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<i64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * page.max(1)
 }
 
 fn new_histogram() -> HistogramWithExemplars<Exemplar> {
@@ -55,10 +69,17 @@ impl RequestMetrics {
             .with_unit("ms")
             .with_boundaries(BUCKETS_MS.to_vec())
             .build();
+        let resident = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            resident.clone(),
+        );
         RequestMetrics {
             registry,
             times,
             otlp_times,
+            resident,
         }
     }
 
@@ -99,6 +120,7 @@ impl RequestMetrics {
 
     /// The OpenMetrics text of `/metrics`.
     pub fn encode(&self) -> String {
+        self.resident.set(resident_bytes());
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

@@ -76,6 +76,8 @@ impl ServerConfig {
 /// What every request handler shares.
 pub(crate) struct AppState {
     store: Store,
+    /// How long one statement may take (`MYTHICAL_DATABASE_QUERY_TIMEOUT_MS`).
+    query_timeout: Duration,
     /// The attributes every database span shares, built once.
     db_attributes: Vec<KeyValue>,
     tracer: SdkTracer,
@@ -87,6 +89,10 @@ pub(crate) struct AppState {
     /// A table wipe is running: requests fail with the original's
     /// "Table is not available".
     teardown: AtomicBool,
+    /// What the standing faults hold: memory, connections, dropped tables.
+    hoard: crate::faults::memory_leak::Hoard,
+    leaked: crate::faults::pool_exhaustion::Leaked,
+    wiped: crate::faults::table_wipe::Wiped,
 }
 
 /// Runs the server until `shutdown` resolves.
@@ -101,6 +107,7 @@ pub async fn run(
     }
     let state = Arc::new(AppState {
         store: Store::connect_lazy(&config.db),
+        query_timeout: config.db.query_timeout,
         db_attributes: vec![
             KeyValue::new("db.system.name", "postgresql"),
             KeyValue::new("db.system", "postgresql"),
@@ -114,11 +121,15 @@ pub async fn run(
             "mythical-server",
             &config.namespace,
             config.log_stdout,
-        ),
+        )
+        .with_clock(faults.clone()),
         metrics: RequestMetrics::new(&telemetry.meter),
         faults: faults.clone(),
         migrated: AtomicBool::new(false),
         teardown: AtomicBool::new(false),
+        hoard: Default::default(),
+        leaked: Default::default(),
+        wiped: Default::default(),
     });
 
     let public = Router::new()
