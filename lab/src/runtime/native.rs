@@ -6,13 +6,13 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use mythical_storage::{DbConfig, Store};
 
-use super::process;
+use super::{now_secs, process};
 use crate::plan::{self, Component, Health, Kind, Ports};
 use crate::state::{LabState, Running, StateDir};
 
@@ -24,13 +24,6 @@ const BACKEND_MEMORY_MIB: usize = 32;
 pub struct UpOptions {
     /// The original's 10% null-name fault from the start.
     pub like_original: bool,
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn choose_ports() -> Ports {
@@ -202,6 +195,7 @@ fn start(
             }
             (command, marker)
         }
+        other => bail!("{other:?} runs only in the docker runtime"),
     };
     let pid = process::spawn(command, &log)?;
     Ok(Running {
@@ -216,6 +210,8 @@ fn start(
         } else {
             libc::SIGTERM
         },
+        container: None,
+        memory_mib: None,
     })
 }
 
@@ -262,7 +258,8 @@ fn postgres_command(state: &StateDir, bindir: &std::path::Path, port: u16) -> Re
     Ok(postgres)
 }
 
-async fn healthy(health: &Health) -> bool {
+/// Whether a component answers its health check now.
+pub async fn healthy(health: &Health) -> bool {
     match health {
         Health::Postgres { port } => {
             let store = Store::connect_lazy(&DbConfig {
@@ -334,6 +331,14 @@ pub async fn health_of(running: &Running) -> &'static str {
     if !process::is_ours(running.pid, &running.marker) {
         return "stopped";
     }
+    if process::is_paused(running.pid) {
+        return "paused";
+    }
+    health_of_endpoints(running).await
+}
+
+/// A running component's health from its recorded endpoints.
+pub async fn health_of_endpoints(running: &Running) -> &'static str {
     let health = match running.name.as_str() {
         "postgres" => running
             .endpoints
@@ -344,6 +349,17 @@ pub async fn health_of(running: &Running) -> &'static str {
             .map(|port| Health::Postgres { port }),
         "backend" => running.endpoints.get("query").map(|u| Health::Http {
             url: format!("{u}/ready"),
+        }),
+        "tempo" | "loki" | "mimir" | "pyroscope" => {
+            running.endpoints.get("http").map(|u| Health::Http {
+                url: format!("{u}/ready"),
+            })
+        }
+        "alloy" => running.endpoints.get("http").map(|u| Health::Http {
+            url: format!("{u}/-/ready"),
+        }),
+        "grafana" => running.endpoints.get("http").map(|u| Health::Http {
+            url: format!("{u}/api/health"),
         }),
         _ => running.endpoints.get("http").map(|u| Health::Http {
             url: format!("{u}/healthz"),

@@ -1,0 +1,393 @@
+//! The docker runtime against the real engine. No registry is reachable
+//! here, so the tests first build their images through the engine: the
+//! `lab` binary this build produced, and a Postgres from the machine's own
+//! binaries (with the official image's interface), each `FROM scratch`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, ListVolumesOptions};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+/// Built once per test binary.
+static IMAGES: OnceCell<(String, String)> = OnceCell::const_new();
+
+async fn images() -> &'static (String, String) {
+    IMAGES
+        .get_or_init(|| async {
+            let lab = lab_testkit::build_lab_image(Path::new(env!("CARGO_BIN_EXE_lab")))
+                .await
+                .expect("building the lab's test image (needs a running Docker engine)");
+            let bindir = lab_testkit::find_bindir().expect("PostgreSQL binaries");
+            let postgres = lab_testkit::build_postgres_image(&bindir)
+                .await
+                .expect("building the Postgres test image from the machine's binaries");
+            (lab.to_owned(), postgres.to_owned())
+        })
+        .await
+}
+
+fn lab(state: &Path, args: &[&str]) -> Output {
+    let (mythical, postgres) = IMAGES.get().expect("images built first");
+    Command::new(env!("CARGO_BIN_EXE_lab"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("MYTHICAL_LAB_IMAGE_MYTHICAL", mythical)
+        .env("MYTHICAL_LAB_IMAGE_POSTGRES", postgres)
+        .output()
+        .expect("the lab binary runs")
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Takes a lab down when the test ends, passed or failed.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if IMAGES.get().is_some() {
+            let _ = lab(&self.0, &["down", "--volumes"]);
+        }
+    }
+}
+
+async fn engine() -> Docker {
+    Docker::connect_with_local_defaults()
+        .expect("a Docker engine")
+        .negotiate_version()
+        .await
+        .expect("the Docker engine answers")
+}
+
+/// The containers, networks and volumes labelled for the lab whose state
+/// folder is `state`.
+async fn labelled(docker: &Docker, state: &Path) -> (Vec<String>, usize, usize) {
+    let filter = HashMap::from([(
+        "label".to_owned(),
+        vec![format!("io.mythical-lab.state-dir={}", state.display())],
+    )]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filter.clone()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c.names.unwrap_or_default().join(","),
+                c.state.map(|s| s.to_string()).unwrap_or_default()
+            )
+        })
+        .collect();
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filter.clone()),
+        }))
+        .await
+        .unwrap()
+        .len();
+    let volumes = docker
+        .list_volumes(Some(ListVolumesOptions {
+            filters: Some(filter),
+        }))
+        .await
+        .unwrap()
+        .volumes
+        .unwrap_or_default()
+        .len();
+    (containers, networks, volumes)
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}):\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Polls `lab diagnose --json` until its root cause is `id`.
+fn diagnosed(state: &Path, id: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let out = lab(state, &["diagnose", "--json"]);
+        let report = if out.stdout.is_empty() {
+            Value::Null
+        } else {
+            json(&out)
+        };
+        if report["root_cause"]["id"] == id {
+            return report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {id} diagnosis within {within:?}; last report: {report:#}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_lab_in_containers_diagnoses_faults_and_down_removes_only_its_own() {
+    images().await;
+    let docker = engine().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("lab-a");
+    let bystander = dir.path().join("lab-b");
+    let _a = Cleanup(state.clone());
+    let _b = Cleanup(bystander.clone());
+
+    let args = ["up", "--runtime", "docker", "--backends", "embedded"];
+    ok(&lab(&state, &args), "lab up (a)");
+    ok(&lab(&bystander, &args), "lab up (b)");
+
+    let status = json(&lab(&state, &["status", "--json"]));
+    assert_eq!(status["runtime"], "docker");
+    assert_eq!(status["backends"], "embedded");
+    let names: Vec<&str> = status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "postgres",
+            "backend",
+            "mythical-server",
+            "mythical-requester"
+        ]
+    );
+    for component in status["components"].as_array().unwrap() {
+        assert_eq!(component["health"], "healthy", "{component}");
+        assert!(component["memory_mib"].as_u64().unwrap() > 0);
+        for url in component["endpoints"].as_object().unwrap().values() {
+            assert!(url.as_str().unwrap().contains("127.0.0.1:"), "{url}");
+        }
+    }
+    assert_eq!(status["memory_limit_mib"], 256 + 192 + 128 + 128);
+    let (containers, networks, volumes) = labelled(&docker, &state).await;
+    assert_eq!(containers.len(), 4, "{containers:?}");
+    assert_eq!((networks, volumes), (1, 2));
+
+    // The reference fault, found through the containers' telemetry.
+    ok(
+        &lab(&state, &["fault", "inject", "null-name", "--rate", "1"]),
+        "inject null-name",
+    );
+    let report = diagnosed(&state, "null-name", Duration::from_secs(60));
+    assert_eq!(report["root_cause"]["service"], "mythical-server");
+    // Postgres' own words, for whichever beast failed last.
+    let message = report["root_cause"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(r#"null value in column "name" of relation ""#)
+            && message.ends_with(r#"" violates not-null constraint"#),
+        "{message}"
+    );
+    let signals: Vec<&str> = report["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["signal"].as_str().unwrap())
+        .collect();
+    for signal in ["metrics", "traces", "logs", "database"] {
+        assert!(signals.contains(&signal), "{signal} missing: {report:#}");
+    }
+    ok(
+        &lab(&state, &["fault", "clear", "null-name"]),
+        "clear null-name",
+    );
+
+    // Postgres stopped through the engine.
+    let out = ok(
+        &lab(&state, &["fault", "inject", "db-down"]),
+        "inject db-down",
+    );
+    assert!(out.contains("postgres"), "{out}");
+    let report = diagnosed(&state, "db-down", Duration::from_secs(60));
+    assert_eq!(report["root_cause"]["service"], "postgres");
+    let runtime = &report["evidence"][0];
+    assert_eq!(runtime["signal"], "runtime");
+    assert!(
+        runtime["finding"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres is stopped"),
+        "{report:#}"
+    );
+    ok(
+        &lab(&state, &["fault", "clear", "db-down"]),
+        "clear db-down",
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = json(&lab(&state, &["status", "--json"]));
+        if status["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["health"] == "healthy")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not healthy after clearing db-down: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // The server killed: the requester's calls are refused.
+    ok(
+        &lab(&state, &["fault", "inject", "service-crash"]),
+        "inject service-crash",
+    );
+    let report = diagnosed(&state, "service-crash", Duration::from_secs(30));
+    assert_eq!(report["root_cause"]["service"], "mythical-server");
+    ok(&lab(&state, &["fault", "clear"]), "clear every fault");
+
+    let logs = ok(
+        &lab(&state, &["logs", "mythical-server", "--tail", "5"]),
+        "lab logs",
+    );
+    assert!(!logs.trim().is_empty());
+
+    ok(&lab(&state, &["down", "--volumes"]), "lab down (a)");
+    let (containers, networks, volumes) = labelled(&docker, &state).await;
+    assert!(containers.is_empty(), "left behind: {containers:?}");
+    assert_eq!((networks, volumes), (0, 0));
+
+    // The other lab did not notice.
+    let (containers, networks, volumes) = labelled(&docker, &bystander).await;
+    assert_eq!(containers.len(), 4, "{containers:?}");
+    assert!(
+        containers.iter().all(|c| c.ends_with("running")),
+        "{containers:?}"
+    );
+    assert_eq!((networks, volumes), (1, 2));
+    let status = json(&lab(&bystander, &["status", "--json"]));
+    assert!(
+        status["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["health"] == "healthy"),
+        "{status:#}"
+    );
+    ok(&lab(&bystander, &["down", "--volumes"]), "lab down (b)");
+    let (containers, networks, volumes) = labelled(&docker, &bystander).await;
+    assert!(containers.is_empty() && networks == 0 && volumes == 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lgtm_without_its_images_fails_before_starting_anything() {
+    images().await;
+    let docker = engine().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("offline");
+    let _cleanup = Cleanup(state.clone());
+    let out = lab(&state, &["up", "--runtime", "docker", "--backends", "lgtm"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("grafana/tempo:2.4.1"), "{stderr}");
+    assert!(stderr.contains("grafana/grafana:11.0.0"), "{stderr}");
+    assert!(stderr.contains("lab images load"), "{stderr}");
+    assert!(stderr.contains("nothing was started"), "{stderr}");
+    let (containers, networks, volumes) = labelled(&docker, &state).await;
+    assert!(containers.is_empty() && networks == 0 && volumes == 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn images_saved_to_an_archive_load_back_into_an_engine_without_them() {
+    let (mythical, postgres) = images().await;
+    let docker = engine().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("carry");
+    let archive = dir.path().join("lab-images.tar");
+
+    let out = ok(
+        &lab(
+            &state,
+            &[
+                "images",
+                "save",
+                archive.to_str().unwrap(),
+                "--backends",
+                "embedded",
+            ],
+        ),
+        "lab images save",
+    );
+    assert!(out.contains("saved 2 images"), "{out}");
+    assert!(std::fs::metadata(&archive).unwrap().len() > 1_000_000);
+
+    for image in [mythical, postgres] {
+        docker
+            .remove_image(
+                image,
+                Some(bollard::query_parameters::RemoveImageOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let list = json(&lab(&state, &["images", "list", "--json"]));
+    let present = |list: &Value, key: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["key"] == key)
+            .unwrap()["present"]
+            .clone()
+    };
+    assert_eq!(present(&list, "postgres"), false);
+    assert_eq!(
+        list.as_array().unwrap()[0]["origin"],
+        "MYTHICAL_LAB_IMAGE_POSTGRES"
+    );
+
+    ok(
+        &lab(&state, &["images", "load", archive.to_str().unwrap()]),
+        "lab images load",
+    );
+    let list = json(&lab(&state, &["images", "list", "--json"]));
+    assert_eq!(present(&list, "postgres"), true);
+    assert_eq!(present(&list, "mythical"), true);
+
+    let out = lab(
+        &state,
+        &[
+            "images",
+            "load",
+            dir.path().join("absent.tar").to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
