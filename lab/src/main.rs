@@ -3,10 +3,14 @@
 
 mod cli;
 mod diagnose;
+mod faults;
+mod grafana;
+mod guide;
 mod plan;
 mod query;
 mod render;
 mod runtime;
+mod scenario;
 mod state;
 
 use clap::{Parser, Subcommand};
@@ -27,7 +31,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Bring the lab up: Postgres, the embedded backend, the mythical services.
+    /// Bring the lab up: Postgres, the mythical services, the telemetry
+    /// backends (Grafana's stack in docker, the embedded one natively).
     Up(cli::stack::UpArgs),
     /// Stop everything this lab started.
     Down(cli::stack::DownArgs),
@@ -47,12 +52,30 @@ enum Command {
     /// Run a mythical service in this process (how `lab up` starts them).
     #[command(hide = true)]
     Service { name: cli::stack::ServiceName },
+    /// Hold a lock on a beast's table in bursts (the slow-query fault).
+    #[command(hide = true)]
+    HoldLock {
+        beast: String,
+        #[arg(long)]
+        port: u16,
+    },
     /// Run the embedded telemetry backend in the foreground.
     Backend(cli::backend::BackendArgs),
     /// Run a TraceQL, LogQL or PromQL query against the lab's backend.
     Query(cli::query::QueryArgs),
     /// Show one trace as a waterfall.
     Trace(cli::query::TraceArgs),
+    /// The scenario catalogue: incidents to start, stop and follow.
+    #[command(subcommand)]
+    Scenario(cli::scenario::ScenarioCommand),
+    /// Walk a scenario from symptom to cause, each step checked.
+    Guide(cli::scenario::GuideArgs),
+    /// The docker runtime's images: list, pull, and carry them offline.
+    #[command(subcommand)]
+    Images(cli::images::ImagesCommand),
+    /// Write the lab in another tool's format.
+    #[command(subcommand)]
+    Export(cli::export::ExportCommand),
 }
 
 #[tokio::main]
@@ -70,14 +93,19 @@ async fn main() {
         Command::Down(args) => cli::stack::down(state_dir, args).await,
         Command::Status(args) => cli::stack::status(state_dir, args).await,
         Command::Service { name } => cli::stack::service(name).await,
+        Command::HoldLock { beast, port } => cli::control::hold_lock(&beast, port).await,
         Command::Logs(args) => cli::inspect::logs(state_dir, args).await,
         Command::Doctor(args) => cli::inspect::doctor(state_dir, args).await,
         Command::Diagnose(args) => cli::diagnose::run(state_dir, args).await,
         Command::Fault(command) => cli::control::fault(state_dir, command).await,
         Command::Traffic(args) => cli::control::traffic(state_dir, args).await,
         Command::Backend(args) => cli::backend::run(args).await,
-        Command::Query(args) => cli::query::run(args).await,
-        Command::Trace(args) => cli::query::trace(args).await,
+        Command::Query(args) => cli::query::run(state_dir, args).await,
+        Command::Trace(args) => cli::query::trace(state_dir, args).await,
+        Command::Scenario(command) => cli::scenario::run(state_dir, command).await,
+        Command::Guide(args) => cli::scenario::guide(state_dir, args).await,
+        Command::Images(command) => cli::images::run(state_dir, command).await,
+        Command::Export(command) => cli::export::run(command).await,
     };
     if let Err(err) = result {
         eprintln!("lab: {err:#}");

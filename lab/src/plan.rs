@@ -7,9 +7,35 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Postgres,
+    /// The lab's embedded backend (Tempo, Loki and Prometheus APIs in one).
     Backend,
     Server,
     Requester,
+    Alloy,
+    Tempo,
+    Loki,
+    Mimir,
+    Pyroscope,
+    Grafana,
+}
+
+/// Which telemetry backends a lab runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backends {
+    /// The lab's own backend: one small process answering the same APIs.
+    Embedded,
+    /// The real Grafana stack: Alloy, Tempo, Loki, Mimir, Pyroscope, Grafana.
+    Lgtm,
+}
+
+impl Backends {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backends::Embedded => "embedded",
+            Backends::Lgtm => "lgtm",
+        }
+    }
 }
 
 /// How a runtime learns a component is ready.
@@ -26,7 +52,7 @@ pub struct Component {
     pub name: &'static str,
     pub kind: Kind,
     pub depends_on: Vec<&'static str>,
-    /// Named loopback ports, e.g. `http` → 4000.
+    /// Named loopback ports on the host, e.g. `http` → 4000.
     pub ports: BTreeMap<&'static str, u16>,
     pub health: Health,
 }
@@ -102,6 +128,94 @@ pub fn native(ports: Ports) -> Vec<Component> {
             },
         },
     ]
+}
+
+/// The docker stack: Postgres, the services and either the embedded
+/// backend or the Grafana stack. `pick` chooses a free host port near the
+/// preferred one.
+pub fn docker(backends: Backends, mut pick: impl FnMut(u16) -> u16) -> Vec<Component> {
+    let http = |name: &'static str, kind: Kind, port: u16, path: &str, depends_on| Component {
+        name,
+        kind,
+        depends_on,
+        ports: BTreeMap::from([("http", port)]),
+        health: Health::Http {
+            url: format!("http://127.0.0.1:{port}{path}"),
+        },
+    };
+    let postgres = pick(15432);
+    let mut plan = vec![Component {
+        name: "postgres",
+        kind: Kind::Postgres,
+        depends_on: vec![],
+        ports: BTreeMap::from([("postgres", postgres)]),
+        health: Health::Postgres { port: postgres },
+    }];
+    let collector = match backends {
+        Backends::Embedded => {
+            let query = pick(lab_backend::DEFAULT_QUERY_PORT);
+            plan.push(Component {
+                name: "backend",
+                kind: Kind::Backend,
+                depends_on: vec![],
+                ports: BTreeMap::from([
+                    ("query", query),
+                    ("otlp_grpc", pick(lab_backend::DEFAULT_OTLP_GRPC_PORT)),
+                    ("otlp_http", pick(lab_backend::DEFAULT_OTLP_HTTP_PORT)),
+                ]),
+                health: Health::Http {
+                    url: format!("http://127.0.0.1:{query}/ready"),
+                },
+            });
+            "backend"
+        }
+        Backends::Lgtm => {
+            plan.push(http("tempo", Kind::Tempo, pick(3200), "/ready", vec![]));
+            plan.push(http("loki", Kind::Loki, pick(3100), "/ready", vec![]));
+            plan.push(http("mimir", Kind::Mimir, pick(9009), "/ready", vec![]));
+            plan.push(http(
+                "pyroscope",
+                Kind::Pyroscope,
+                pick(4040),
+                "/ready",
+                vec![],
+            ));
+            let mut alloy = http(
+                "alloy",
+                Kind::Alloy,
+                pick(12345),
+                "/-/ready",
+                vec!["tempo", "loki", "mimir", "pyroscope"],
+            );
+            alloy.ports.insert("otlp_grpc", pick(4317));
+            alloy.ports.insert("otlp_http", pick(4318));
+            plan.push(alloy);
+            plan.push(http(
+                "grafana",
+                Kind::Grafana,
+                pick(3000),
+                "/api/health",
+                vec!["postgres", "tempo", "loki", "mimir", "pyroscope"],
+            ));
+            "alloy"
+        }
+    };
+    let server = pick(4000);
+    plan.push(http(
+        "mythical-server",
+        Kind::Server,
+        server,
+        "/healthz",
+        vec!["postgres", collector],
+    ));
+    plan.push(http(
+        "mythical-requester",
+        Kind::Requester,
+        pick(4001),
+        "/healthz",
+        vec!["mythical-server"],
+    ));
+    plan
 }
 
 /// The components ordered so each comes after what it depends on (the

@@ -33,8 +33,20 @@ impl Window {
     }
 }
 
+/// Which API a request goes to.
+#[derive(Debug, Clone, Copy)]
+enum Api {
+    Traces,
+    Logs,
+    Metrics,
+    Profiles,
+}
+
 pub struct QueryClient {
-    base: String,
+    traces: String,
+    logs: String,
+    metrics: String,
+    profiles: String,
     http: reqwest::Client,
 }
 
@@ -42,8 +54,18 @@ impl QueryClient {
     /// `base` is the backend's query URL, e.g. `http://127.0.0.1:13200`
     /// (Tempo's, Loki's and Prometheus' paths all live under it).
     pub fn new(base: &str) -> QueryClient {
+        QueryClient::split(base, base, base)
+    }
+
+    /// Three backends: Tempo's, Loki's and a Prometheus API's base URLs
+    /// (Mimir's is `<mimir>/prometheus`).
+    pub fn split(traces: &str, logs: &str, metrics: &str) -> QueryClient {
+        let clean = |url: &str| url.trim_end_matches('/').to_owned();
         QueryClient {
-            base: base.trim_end_matches('/').to_owned(),
+            traces: clean(traces),
+            logs: clean(logs),
+            metrics: clean(metrics),
+            profiles: clean(traces),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()
@@ -51,8 +73,42 @@ impl QueryClient {
         }
     }
 
-    async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Value> {
-        let url = format!("{}{path}", self.base);
+    /// The client for a running lab: its embedded backend, or Tempo, Loki
+    /// and Mimir.
+    pub fn for_lab(lab: &crate::state::LabState) -> Result<QueryClient> {
+        let endpoint = |component: &str, name: &str| {
+            lab.components
+                .iter()
+                .find(|c| c.name == component)
+                .and_then(|c| c.endpoints.get(name).cloned())
+        };
+        if let Some(query) = endpoint("backend", "query") {
+            return Ok(QueryClient::new(&query));
+        }
+        match (
+            endpoint("tempo", "http"),
+            endpoint("loki", "http"),
+            endpoint("mimir", "http"),
+        ) {
+            (Some(tempo), Some(loki), Some(mimir)) => {
+                let mut client = QueryClient::split(&tempo, &loki, &format!("{mimir}/prometheus"));
+                if let Some(pyroscope) = endpoint("pyroscope", "http") {
+                    client.profiles = pyroscope.trim_end_matches('/').to_owned();
+                }
+                Ok(client)
+            }
+            _ => bail!("the lab has no backend to ask: see `lab status`"),
+        }
+    }
+
+    async fn get(&self, api: Api, path: &str, params: &[(&str, String)]) -> Result<Value> {
+        let base = match api {
+            Api::Traces => &self.traces,
+            Api::Logs => &self.logs,
+            Api::Metrics => &self.metrics,
+            Api::Profiles => &self.profiles,
+        };
+        let url = format!("{base}{path}");
         let response = self
             .http
             .get(&url)
@@ -76,6 +132,7 @@ impl QueryClient {
     /// TraceQL search: `GET /api/search`.
     pub async fn traceql(&self, query: &str, window: Window, limit: usize) -> Result<Value> {
         self.get(
+            Api::Traces,
             "/api/search",
             &[
                 ("q", query.to_owned()),
@@ -97,6 +154,7 @@ impl QueryClient {
         step_secs: i64,
     ) -> Result<Value> {
         self.get(
+            Api::Logs,
             "/loki/api/v1/query_range",
             &[
                 ("query", query.to_owned()),
@@ -113,6 +171,7 @@ impl QueryClient {
     /// PromQL over a window: `GET /api/v1/query_range`.
     pub async fn promql_range(&self, query: &str, window: Window, step_secs: i64) -> Result<Value> {
         self.get(
+            Api::Metrics,
             "/api/v1/query_range",
             &[
                 ("query", query.to_owned()),
@@ -127,6 +186,7 @@ impl QueryClient {
     /// PromQL at one instant: `GET /api/v1/query`.
     pub async fn promql_instant(&self, query: &str, time_nanos: i64) -> Result<Value> {
         self.get(
+            Api::Metrics,
             "/api/v1/query",
             &[
                 ("query", query.to_owned()),
@@ -136,8 +196,26 @@ impl QueryClient {
         .await
     }
 
+    /// The hottest functions of a profile selector over a window: `GET
+    /// /api/profiles/top` (the embedded backend's summary of what
+    /// `/pyroscope/render` draws).
+    pub async fn profile_top(&self, query: &str, window: Window, limit: usize) -> Result<Value> {
+        self.get(
+            Api::Profiles,
+            "/api/profiles/top",
+            &[
+                ("query", query.to_owned()),
+                ("from", window.start_secs()),
+                ("until", window.end_secs()),
+                ("limit", limit.to_string()),
+            ],
+        )
+        .await
+    }
+
     /// One trace: `GET /api/v2/traces/<id>`.
     pub async fn trace(&self, trace_id: &str) -> Result<Value> {
-        self.get(&format!("/api/v2/traces/{trace_id}"), &[]).await
+        self.get(Api::Traces, &format!("/api/v2/traces/{trace_id}"), &[])
+            .await
     }
 }

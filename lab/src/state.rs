@@ -16,6 +16,14 @@ pub struct StateDir {
     root: PathBuf,
 }
 
+/// 32 random bytes in hex: a token or password.
+pub fn random_secret() -> String {
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
 /// One started component as the state file records it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Running {
@@ -32,6 +40,12 @@ pub struct Running {
     /// shutdown; a smart shutdown can wait on connections for ever).
     #[serde(default = "default_stop_signal")]
     pub stop_signal: i32,
+    /// The container running it, in the docker runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Its memory limit, in the docker runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
 }
 
 fn default_stop_signal() -> i32 {
@@ -77,6 +91,17 @@ impl StateDir {
         self.root.join("backend")
     }
 
+    /// The backends' config files as the docker runtime mounts them.
+    pub fn docker_configs(&self) -> PathBuf {
+        self.root.join("docker")
+    }
+
+    /// Faults the lab applied through the engine or process control, so
+    /// `lab fault clear` can undo them.
+    pub fn infra_faults(&self) -> PathBuf {
+        self.root.join("infra-faults.json")
+    }
+
     fn state_file(&self) -> PathBuf {
         self.root.join("state.json")
     }
@@ -99,14 +124,25 @@ impl StateDir {
 
     /// The lab's admin token, made on first use, readable by its owner only.
     pub fn admin_token(&self) -> Result<String> {
-        let path = self.root.join("admin-token");
+        self.secret("admin-token")
+    }
+
+    /// The password of Postgres' read-only role (Grafana's datasource).
+    pub fn reader_password(&self) -> Result<String> {
+        self.secret("reader-password")
+    }
+
+    /// Grafana's admin password: never the well-known default.
+    pub fn grafana_password(&self) -> Result<String> {
+        self.secret("grafana-admin-password")
+    }
+
+    fn secret(&self, name: &str) -> Result<String> {
+        let path = self.root.join(name);
         if let Ok(token) = std::fs::read_to_string(&path) {
             return Ok(token.trim().to_owned());
         }
-        let mut rng = rand::rng();
-        let token: String = (0..32)
-            .map(|_| format!("{:02x}", rng.random::<u8>()))
-            .collect();
+        let token = random_secret();
         let mut file = std::fs::OpenOptions::new()
             .create_new(true)
             .write(true)

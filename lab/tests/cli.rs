@@ -168,3 +168,56 @@ async fn lab_query_and_lab_trace_read_the_embedded_backend() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("trace not found"));
     backend.shutdown().await;
 }
+
+#[test]
+fn export_compose_writes_a_project_with_its_configs_and_secrets_apart() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("compose");
+    let out = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(["export", "compose"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(folder.join("compose.yaml")).unwrap();
+    let doc: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+    for service in [
+        "postgres",
+        "alloy",
+        "tempo",
+        "loki",
+        "mimir",
+        "pyroscope",
+        "grafana",
+    ] {
+        assert!(doc["services"][service].is_object(), "{service} missing");
+    }
+    for mount in doc["services"]["grafana"]["volumes"].as_array().unwrap() {
+        let source = mount.as_str().unwrap().split(':').next().unwrap();
+        if let Some(relative) = source.strip_prefix("./") {
+            assert!(folder.join(relative).exists(), "{relative} not written");
+        }
+    }
+    let env = std::fs::read_to_string(folder.join(".env")).unwrap();
+    assert!(env.contains("MYTHICAL_ADMIN_TOKEN="));
+    let token = env.lines().next().unwrap().split('=').nth(1).unwrap();
+    assert!(!text.contains(token), "a secret leaked into compose.yaml");
+    let mode = std::fs::metadata(folder.join(".env"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let again = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(["export", "compose"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+}

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use mythical_services::faults::{REQUESTER_FAULTS, SERVER_FAULTS};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::faults::switches::{admin, call, service_of};
+use crate::faults::{self, switches};
 use crate::render;
 use crate::state::{LabState, StateDir};
 
@@ -27,6 +28,13 @@ pub enum FaultCommand {
         /// Switch it off again after this long, e.g. 5m.
         #[arg(long = "for", value_parser = super::parse_duration)]
         duration: Option<Duration>,
+        /// The component an infrastructure fault acts on (service-crash:
+        /// mythical-server or mythical-requester).
+        #[arg(long)]
+        target: Option<String>,
+        /// How an infrastructure fault acts: pause, stop or kill.
+        #[arg(long)]
+        mode: Option<String>,
     },
     /// Switch one fault off, or all.
     Clear { kind: Option<String> },
@@ -45,72 +53,12 @@ pub struct TrafficArgs {
 }
 
 /// The admin base URL and token of a running service.
-fn admin(state: &StateDir, lab: &LabState, service: &str) -> Result<(String, String)> {
-    let component = lab
-        .components
-        .iter()
-        .find(|c| c.name == service)
-        .with_context(|| format!("{service} is not part of this lab"))?;
-    let url = component
-        .endpoints
-        .get("http")
-        .cloned()
-        .context("the service has no HTTP endpoint")?;
-    Ok((url, state.admin_token()?))
-}
-
 fn running(state_dir: Option<PathBuf>) -> Result<(StateDir, LabState)> {
     let state = StateDir::resolve(state_dir)?;
     let lab = state
         .load()?
         .context("the lab is not up: run `lab up` first")?;
     Ok((state, lab))
-}
-
-async fn call(
-    method: reqwest::Method,
-    url: String,
-    token: &str,
-    body: Option<Value>,
-) -> Result<Value> {
-    let mut request = reqwest::Client::new()
-        .request(method, &url)
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("no answer from {url}: is the lab up?"))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or(text);
-        bail!("{message}");
-    }
-    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn service_of(kind: &str) -> Result<&'static str> {
-    if SERVER_FAULTS.iter().any(|k| k.name == kind) {
-        Ok("mythical-server")
-    } else if REQUESTER_FAULTS.iter().any(|k| k.name == kind) {
-        Ok("mythical-requester")
-    } else {
-        let known: Vec<&str> = SERVER_FAULTS
-            .iter()
-            .chain(REQUESTER_FAULTS)
-            .map(|k| k.name)
-            .collect();
-        bail!(
-            "unknown fault kind `{kind}`: the kinds are {}",
-            known.join(", ")
-        )
-    }
 }
 
 pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<()> {
@@ -129,6 +77,19 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
                 .await?;
                 all.extend(answer["faults"].as_array().cloned().unwrap_or_default());
             }
+            let active = faults::active(&state)?;
+            for kind in faults::INFRA_FAULTS {
+                let on = active.iter().find(|a| a.kind == kind.name);
+                all.push(json!({
+                    "kind": kind.name,
+                    "service": on.map_or("runtime".to_owned(), |a| a.component.clone()),
+                    "active": on.is_some(),
+                    "mode": on.map(|a| a.action),
+                    "since": on.map(|a| a.since),
+                    "summary": kind.summary,
+                    "symptoms": kind.symptoms,
+                }));
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
@@ -138,7 +99,9 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
                         vec![
                             f["kind"].as_str().unwrap_or_default().to_owned(),
                             f["service"].as_str().unwrap_or_default().to_owned(),
-                            if f["active"] == true {
+                            if f["active"] == true && !f["mode"].is_null() {
+                                render::red(&format!("on ({})", f["mode"].as_str().unwrap_or("?")))
+                            } else if f["active"] == true {
                                 render::red(&format!("on ({})", f["rate"]))
                             } else {
                                 "off".into()
@@ -157,26 +120,39 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
             kind,
             rate,
             duration,
+            target,
+            mode,
         } => {
+            if let Some(infra) = faults::find(&kind) {
+                if rate.is_some() || duration.is_some() {
+                    bail!(
+                        "{kind} takes --target and --mode, not --rate or --for; clear it with `lab fault clear {kind}`"
+                    );
+                }
+                let applied =
+                    faults::inject(&state, &lab, infra, target.as_deref(), mode.as_deref()).await?;
+                println!("{kind} is on: {} {:?}", applied.component, applied.action);
+                println!("symptoms: {}", infra.symptoms);
+                return Ok(());
+            }
+            if target.is_some() || mode.is_some() {
+                bail!(
+                    "{kind} is a service's switch: it takes --rate and --for, not --target or --mode"
+                );
+            }
             let service = service_of(&kind)?;
-            let (url, token) = admin(&state, &lab, service)?;
-            let mut body = json!({});
-            if let Some(rate) = rate {
-                body["rate"] = json!(rate);
-            }
-            if let Some(duration) = duration {
-                body["duration_seconds"] = json!(duration.as_secs());
-            }
-            let answer = call(
-                reqwest::Method::PUT,
-                format!("{url}/admin/faults/{kind}"),
-                &token,
-                Some(body),
-            )
-            .await?;
+            let answer = switches::switch_on(&state, &lab, &kind, rate, duration).await?;
             println!("{kind} is on in {service} at rate {}", answer["rate"]);
         }
         FaultCommand::Clear { kind } => match kind {
+            Some(kind) if faults::find(&kind).is_some() => {
+                let undone = faults::clear(&state, &lab, Some(&kind)).await?;
+                if undone.is_empty() {
+                    println!("{kind} was not on");
+                } else {
+                    println!("{kind} is off");
+                }
+            }
             Some(kind) => {
                 let service = service_of(&kind)?;
                 let (url, token) = admin(&state, &lab, service)?;
@@ -190,16 +166,8 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
                 println!("{kind} is off");
             }
             None => {
-                for service in ["mythical-server", "mythical-requester"] {
-                    let (url, token) = admin(&state, &lab, service)?;
-                    call(
-                        reqwest::Method::DELETE,
-                        format!("{url}/admin/faults"),
-                        &token,
-                        None,
-                    )
-                    .await?;
-                }
+                faults::clear(&state, &lab, None).await?;
+                switches::switch_off_all(&state, &lab).await?;
                 println!("every fault is off");
             }
         },
@@ -236,4 +204,24 @@ pub async fn traffic(state_dir: Option<PathBuf>, args: TrafficArgs) -> Result<()
     .await?;
     println!("traffic: {answer}");
     Ok(())
+}
+
+/// The slow-query fault's session: the lock held two seconds in every two
+/// and a half, until the process is stopped.
+pub async fn hold_lock(beast: &str, port: u16) -> Result<()> {
+    let beast: mythical_storage::Beast = beast
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = mythical_storage::Store::connect_lazy(&crate::runtime::docker::postgres_config(port));
+    loop {
+        tokio::select! {
+            held = store.hold_lock(beast, Duration::from_secs(2)) => {
+                if let Err(e) = held {
+                    eprintln!("lock on {beast}: {e}");
+                }
+            }
+            _ = crate::shutdown_signal() => return Ok(()),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

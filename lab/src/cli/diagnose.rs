@@ -13,6 +13,10 @@ use crate::state::StateDir;
 pub struct DiagnoseArgs {
     #[arg(long)]
     pub json: bool,
+    /// How far back to look for failures (default 60s): after clearing a
+    /// fault, a short window reads healthy sooner.
+    #[arg(long, value_parser = super::parse_duration)]
+    pub since: Option<std::time::Duration>,
 }
 
 pub async fn run(state_dir: Option<PathBuf>, args: DiagnoseArgs) -> Result<()> {
@@ -26,14 +30,29 @@ pub async fn run(state_dir: Option<PathBuf>, args: DiagnoseArgs) -> Result<()> {
             .find(|c| c.name == component)
             .and_then(|c| c.endpoints.get(name).cloned())
     };
-    let query = endpoint("backend", "query").context("the lab has no backend to ask")?;
     let postgres_port = endpoint("postgres", "postgres").and_then(|url| {
         url.rsplit(':')
             .next()
             .and_then(|p| p.split('/').next())
             .and_then(|p| p.parse().ok())
     });
-    let report = diagnose::diagnose(&QueryClient::new(&query), postgres_port).await?;
+    let healths = super::stack::healths(&lab).await?;
+    let components: Vec<diagnose::ComponentHealth> = lab
+        .components
+        .iter()
+        .zip(healths)
+        .map(|(c, health)| diagnose::ComponentHealth {
+            name: c.name.clone(),
+            health,
+        })
+        .collect();
+    let report = diagnose::diagnose(
+        &QueryClient::for_lab(&lab)?,
+        postgres_port,
+        &components,
+        args.since.unwrap_or(diagnose::LOOKBACK),
+    )
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -13,7 +13,8 @@ use crate::state::StateDir;
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
-    /// postgres, backend, mythical-server or mythical-requester.
+    /// A component: postgres, backend, mythical-server, mythical-requester,
+    /// or in the docker runtime also tempo, loki, mimir, pyroscope, alloy, grafana.
     pub component: String,
     /// Keep printing what it writes.
     #[arg(short, long)]
@@ -31,6 +32,25 @@ pub struct DoctorArgs {
 
 pub async fn logs(state_dir: Option<PathBuf>, args: LogsArgs) -> Result<()> {
     let state = StateDir::resolve(state_dir)?;
+    if let Some(lab) = state.load()?
+        && lab.runtime == "docker"
+    {
+        let Some(container) = lab
+            .components
+            .iter()
+            .find(|c| c.name == args.component)
+            .and_then(|c| c.container.clone())
+        else {
+            let known: Vec<&str> = lab.components.iter().map(|c| c.name.as_str()).collect();
+            anyhow::bail!(
+                "`{}` is not a component of this lab; its components are: {}",
+                args.component,
+                known.join(", ")
+            );
+        };
+        let engine = crate::runtime::docker::Engine::connect().await?;
+        return crate::runtime::docker::logs(&engine, &container, args.follow, args.tail).await;
+    }
     let path = state.logs().join(format!("{}.log", args.component));
     if !path.exists() {
         let known: Vec<String> = std::fs::read_dir(state.logs())
@@ -106,17 +126,40 @@ pub async fn doctor(state_dir: Option<PathBuf>, args: DoctorArgs) -> Result<()> 
             fix: "apt-get install postgresql (or brew install postgresql)".into(),
         }),
     }
-    let docker = std::path::Path::new("/var/run/docker.sock").exists();
-    checks.push(Check {
-        name: "docker",
-        ok: true,
-        detail: if docker {
-            "an engine socket is present (the docker runtime is the next issue)".into()
-        } else {
-            "no engine: the native runtime will be used".into()
-        },
-        fix: String::new(),
-    });
+    match crate::runtime::docker::Engine::connect().await {
+        Ok(engine) => {
+            let images = crate::runtime::docker::images::Images::resolve(state.root())?;
+            let mut missing = Vec::new();
+            for key in crate::runtime::docker::images::KEYS {
+                if !engine.has_image(images.get(key)).await {
+                    missing.push(images.get(key).to_owned());
+                }
+            }
+            checks.push(Check {
+                name: "docker",
+                ok: true,
+                detail: if missing.is_empty() {
+                    "an engine answers and has every image".into()
+                } else {
+                    format!(
+                        "an engine answers; missing images (pulled or built at `lab up`): {}",
+                        missing.join(", ")
+                    )
+                },
+                fix: if missing.is_empty() {
+                    String::new()
+                } else {
+                    "offline? `lab images load <archive>` (see `lab images save`)".into()
+                },
+            });
+        }
+        Err(_) => checks.push(Check {
+            name: "docker",
+            ok: true,
+            detail: "no engine answers: `lab up` uses the native runtime".into(),
+            fix: String::new(),
+        }),
+    }
     for (name, port) in [
         ("port 4000", 4000u16),
         ("port 4001", 4001),

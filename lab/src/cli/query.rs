@@ -1,11 +1,12 @@
 //! `lab query traceql|logql|promql '<query>'` and `lab trace <id>`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
 
 use super::parse_duration;
-use crate::query::{Language, QueryClient, Window};
+use crate::query::{Language, Window};
 use crate::render;
 
 #[derive(Debug, clap::Args)]
@@ -43,8 +44,8 @@ pub struct TraceArgs {
     pub target: super::Target,
 }
 
-pub async fn run(args: QueryArgs) -> Result<()> {
-    let client = QueryClient::new(&args.target.url());
+pub async fn run(state_dir: Option<PathBuf>, args: QueryArgs) -> Result<()> {
+    let client = args.target.client(state_dir)?;
     let now = lab_backend::params::now_nanos();
     let end = now - args.until.map_or(0, |d| d.as_nanos() as i64);
     let window = Window {
@@ -69,8 +70,8 @@ pub async fn run(args: QueryArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn trace(args: TraceArgs) -> Result<()> {
-    let client = QueryClient::new(&args.target.url());
+pub async fn trace(state_dir: Option<PathBuf>, args: TraceArgs) -> Result<()> {
+    let client = args.target.client(state_dir)?;
     let answer = client.trace(&args.trace_id).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);

@@ -1,13 +1,17 @@
 //! `lab up`, `lab down`, `lab status` and the hidden `lab service`.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use serde_json::json;
 
+use crate::grafana;
+use crate::plan::Backends;
 use crate::render;
+use crate::runtime::docker;
 use crate::runtime::native::{self, UpOptions};
-use crate::state::StateDir;
+use crate::state::{LabState, StateDir};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RuntimeChoice {
@@ -17,17 +21,26 @@ pub enum RuntimeChoice {
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
-    /// Where the stack runs (default: native; docker arrives with the docker runtime).
+    /// Where the stack runs (default: docker when an engine answers and
+    /// the images can be had, native otherwise).
     #[arg(long, value_enum)]
     pub runtime: Option<RuntimeChoice>,
+    /// The telemetry backends (default: lgtm in docker, embedded natively).
+    #[arg(long, value_enum)]
+    pub backends: Option<Backends>,
     /// Turn on the original's 10% null-name fault from the start.
     #[arg(long)]
     pub like_original: bool,
+    /// The host address docker publishes ports on. Anything but loopback
+    /// lets other machines in, and turns Grafana's anonymous access off.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub publish_address: IpAddr,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct DownArgs {
-    /// Also delete the lab's data: Postgres' rows and the backend's telemetry.
+    /// Also delete the lab's data: Postgres' rows, the backend's telemetry,
+    /// Grafana's database.
     #[arg(long)]
     pub volumes: bool,
 }
@@ -45,54 +58,133 @@ pub enum ServiceName {
 }
 
 pub async fn up(state_dir: Option<PathBuf>, args: UpArgs) -> Result<()> {
-    if args.runtime == Some(RuntimeChoice::Docker) {
-        bail!(
-            "the docker runtime is not built yet (it is the next issue): run `lab up` for the native runtime"
-        );
-    }
     let state = StateDir::resolve(state_dir)?;
-    let lab = native::up(
-        &state,
-        &UpOptions {
-            like_original: args.like_original,
-        },
-    )
-    .await?;
-    println!("{}", render::bold("the lab is up"));
+    // Whichever runtime a recorded lab used, it must be gone first.
+    if let Some(existing) = state.load()? {
+        let alive = healths(&existing)
+            .await?
+            .iter()
+            .filter(|h| !matches!(h.as_str(), "stopped" | "missing" | "dead"))
+            .count();
+        if alive > 0 {
+            bail!(
+                "the lab in {} is already up ({alive} of {} {} components running): see `lab status`, or `lab down` first",
+                state.root().display(),
+                existing.components.len(),
+                existing.runtime
+            );
+        }
+    }
+    let runtime = match args.runtime {
+        Some(choice) => choice,
+        None if docker::Engine::answers().await => RuntimeChoice::Docker,
+        None => RuntimeChoice::Native,
+    };
+    let lab = match runtime {
+        RuntimeChoice::Native => {
+            if args.backends == Some(Backends::Lgtm) {
+                bail!(
+                    "the Grafana stack (--backends lgtm) runs only in docker: use `--runtime docker`, or the embedded backend natively"
+                );
+            }
+            native_up(&state, &args).await?
+        }
+        RuntimeChoice::Docker => {
+            let engine = docker::Engine::connect().await?;
+            let options = docker::UpOptions {
+                backends: args.backends.unwrap_or(Backends::Lgtm),
+                like_original: args.like_original,
+                publish_address: args.publish_address,
+            };
+            let bars = docker::progress();
+            match docker::up(&state, &engine, &options, &bars).await {
+                Ok(lab) => lab,
+                // Chosen by default, not asked for: a machine with Docker
+                // but without the images still gets a lab.
+                Err(e) if args.runtime.is_none() && e.is::<docker::MissingImages>() => {
+                    eprintln!("{e}");
+                    eprintln!("docker cannot run the lab here: running it natively instead");
+                    native_up(&state, &args).await?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    println!(
+        "{} (runtime {}, backends {})",
+        render::bold("the lab is up"),
+        lab.runtime,
+        lab.backends
+    );
     for component in &lab.components {
         let endpoints: Vec<String> = component
             .endpoints
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
+        let id = match &component.container {
+            Some(_) => format!("{} MiB", component.memory_mib.unwrap_or(0)),
+            None => format!("pid {}", component.pid),
+        };
         println!(
-            "  {:<20} pid {:<8} {}",
+            "  {:<20} {:<10} {}",
             component.name,
-            component.pid,
+            id,
             endpoints.join("  ")
         );
     }
+    if let Some(grafana) = lab
+        .components
+        .iter()
+        .find(|c| c.name == "grafana")
+        .and_then(|c| c.endpoints.get("http"))
+    {
+        println!();
+        for (what, link) in grafana::links(grafana) {
+            println!("  {what:<28} {link}");
+        }
+    }
     println!();
     println!("next: `lab status`, `lab query traceql '{{ status = error }}'`, `lab down`");
-    println!(
-        "state, logs and the admin token: {}",
-        state.root().display()
-    );
+    println!("state and the admin token: {}", state.root().display());
     Ok(())
+}
+
+async fn native_up(state: &StateDir, args: &UpArgs) -> Result<LabState> {
+    native::up(
+        state,
+        &UpOptions {
+            like_original: args.like_original,
+        },
+    )
+    .await
 }
 
 pub async fn down(state_dir: Option<PathBuf>, args: DownArgs) -> Result<()> {
     let state = StateDir::resolve(state_dir)?;
-    match state.load()? {
-        Some(lab) => {
-            native::stop_all(&lab);
-            state.clear()?;
-            println!("stopped {} components", lab.components.len());
+    let recorded = state.load()?;
+    if let Some(lab) = &recorded
+        && lab.runtime == "native"
+    {
+        native::stop_all(lab);
+        println!("stopped {} components", lab.components.len());
+    }
+    native::stop_strays(&state);
+    // Containers carry the lab's labels: remove them whether or not a
+    // crashed `up` recorded them.
+    if recorded.as_ref().is_some_and(|l| l.runtime == "docker") || docker::Engine::answers().await {
+        let engine = docker::Engine::connect().await?;
+        let removed = docker::down(&state, &engine, args.volumes).await?;
+        if removed.containers + removed.networks + removed.volumes > 0 {
+            println!(
+                "removed {} containers, {} networks, {} volumes",
+                removed.containers, removed.networks, removed.volumes
+            );
         }
-        None => println!(
-            "nothing of this lab was running ({})",
-            state.root().display()
-        ),
+    }
+    state.clear()?;
+    if recorded.is_none() {
+        println!("no lab was recorded in {}", state.root().display());
     }
     if args.volumes {
         for dir in [state.postgres_data(), state.backend_data()] {
@@ -100,9 +192,26 @@ pub async fn down(state_dir: Option<PathBuf>, args: DownArgs) -> Result<()> {
                 std::fs::remove_dir_all(&dir)?;
             }
         }
-        println!("removed Postgres' data and the backend's telemetry");
+        println!("removed the lab's data");
     }
     Ok(())
+}
+
+/// Each component's health now, by the runtime that runs it.
+pub async fn healths(lab: &LabState) -> Result<Vec<String>> {
+    let engine = if lab.runtime == "docker" {
+        Some(docker::Engine::connect().await?)
+    } else {
+        None
+    };
+    let mut out = Vec::new();
+    for c in &lab.components {
+        out.push(match &engine {
+            Some(engine) => docker::health_of(engine, c).await,
+            None => native::health_of(c).await.to_owned(),
+        });
+    }
+    Ok(out)
 }
 
 pub async fn status(state_dir: Option<PathBuf>, args: StatusArgs) -> Result<()> {
@@ -121,27 +230,30 @@ pub async fn status(state_dir: Option<PathBuf>, args: StatusArgs) -> Result<()> 
         }
         return Ok(());
     };
-    let mut components = Vec::new();
-    for c in &lab.components {
-        components.push((c, native::health_of(c).await));
-    }
+    let healths = healths(&lab).await?;
+    let components: Vec<_> = lab.components.iter().zip(&healths).collect();
+    let memory_total: u64 = lab.components.iter().filter_map(|c| c.memory_mib).sum();
     if args.json {
         let list: Vec<_> = components
             .iter()
-            .map(|(c, health)| json!({ "name": c.name, "health": health, "pid": c.pid, "endpoints": c.endpoints, "started_at": c.started_at, "log": c.log }))
+            .map(|(c, health)| {
+                let mut entry = json!({ "name": c.name, "health": health, "pid": c.pid, "endpoints": c.endpoints, "started_at": c.started_at, "log": c.log });
+                if let Some(container) = &c.container {
+                    entry["container"] = json!(container);
+                    entry["memory_mib"] = json!(c.memory_mib);
+                }
+                entry
+            })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({ "runtime": lab.runtime, "backends": lab.backends, "components": list })
-            )?
-        );
+        let mut answer =
+            json!({ "runtime": lab.runtime, "backends": lab.backends, "components": list });
+        if lab.runtime == "docker" {
+            answer["memory_limit_mib"] = json!(memory_total);
+        }
+        println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = crate::runtime::now_secs();
     let rows: Vec<Vec<String>> = components
         .iter()
         .map(|(c, health)| {
@@ -158,7 +270,10 @@ pub async fn status(state_dir: Option<PathBuf>, args: StatusArgs) -> Result<()> 
                 } else {
                     render::red(health)
                 },
-                c.pid.to_string(),
+                match c.memory_mib {
+                    Some(mib) => format!("{mib} MiB"),
+                    None => format!("pid {}", c.pid),
+                },
                 format!("{}m{:02}s", uptime / 60, uptime % 60),
                 endpoints.join(" "),
             ]
@@ -168,10 +283,13 @@ pub async fn status(state_dir: Option<PathBuf>, args: StatusArgs) -> Result<()> 
     print!(
         "{}",
         render::table(
-            &["COMPONENT", "HEALTH", "PID", "UPTIME", "ENDPOINTS"],
+            &["COMPONENT", "HEALTH", "PROCESS", "UPTIME", "ENDPOINTS"],
             &rows
         )
     );
+    if lab.runtime == "docker" {
+        println!("memory limits: {memory_total} MiB in all");
+    }
     if components.iter().any(|(_, h)| *h != "healthy") {
         std::process::exit(3);
     }

@@ -3,6 +3,7 @@
 //! deepest failing span → its log lines (LogQL) → what Postgres' catalogue
 //! says → a root cause from [`rules`].
 
+mod quiet;
 mod rules;
 
 use anyhow::Result;
@@ -48,11 +49,27 @@ pub struct Failure {
     pub name_received: Option<bool>,
     /// The requester's `mythical.name.sent`.
     pub name_sent: Option<bool>,
+    /// Failing requester traces by its `service.version`: (1.9.2, 2.0.0).
+    pub failing_by_version: Option<(usize, usize)>,
+    /// Whether Postgres answered the lab's own `SELECT 1` just now.
+    pub postgres_answers: Option<bool>,
+    /// Sessions `idle in transaction` in Postgres now.
+    pub idle_in_transaction: Option<usize>,
 }
 
-/// How far back diagnosis looks: short, so a cleared fault reads as healthy
-/// within a minute.
-const LOOKBACK_NANOS: i64 = 60 * 1_000_000_000;
+/// Sessions holding a transaction open and doing nothing: what a leaked
+/// connection looks like from Postgres' side.
+pub const IDLE_IN_TRANSACTION_SQL: &str =
+    "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'";
+
+/// Below this share of failing requests, and with fewer failing traces
+/// than [`BACKGROUND_TRACES`] in the lookback, errors are background.
+const BACKGROUND_SHARE: f64 = 0.02;
+const BACKGROUND_TRACES: usize = 5;
+
+/// How far back diagnosis looks by default: short, so a cleared fault
+/// reads as healthy within a minute.
+pub const LOOKBACK: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn attr(span: &Value, key: &str) -> Option<String> {
     span["attributes"]
@@ -93,13 +110,226 @@ fn spans(trace: &Value) -> Vec<(String, Value)> {
     out
 }
 
+/// One component's health as the runtime reports it (`healthy`,
+/// `stopped`, `paused`, …), in the plan's dependency order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentHealth {
+    pub name: String,
+    pub health: String,
+}
+
+/// The newest trace matching `query`, and the message of its failing span
+/// (the deepest one that has a message).
+async fn newest_failure(
+    client: &QueryClient,
+    query: &str,
+    window: Window,
+) -> Result<Option<(String, String, usize)>> {
+    let found = client.traceql(query, window, 100).await?;
+    let count = found["traces"].as_array().map_or(0, Vec::len);
+    let Some(trace_id) = found["traces"][0]["traceID"].as_str().map(str::to_owned) else {
+        return Ok(None);
+    };
+    let trace = client.trace(&trace_id).await?;
+    let failing: Vec<(String, Value)> = spans(&trace)
+        .into_iter()
+        .filter(|(_, s)| s["status"]["code"] == "STATUS_CODE_ERROR" || s["status"]["code"] == 2)
+        .filter(|(_, s)| {
+            s["status"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        })
+        .collect();
+    // The deepest failure tells most: a database span's, then the server's,
+    // then whatever failed.
+    let message = failing
+        .iter()
+        .find(|(_, s)| attr(s, "db.response.status_code").is_some())
+        .or_else(|| {
+            failing
+                .iter()
+                .find(|(service, _)| service == "mythical-server")
+        })
+        .or_else(|| failing.first())
+        .and_then(|(_, s)| s["status"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Ok(Some((trace_id, message, count)))
+}
+
+/// When a component the services need is down, that is the cause: its
+/// state from the runtime, and what the telemetry shows of it.
+async fn infrastructure(
+    client: &QueryClient,
+    postgres_port: Option<u16>,
+    components: &[ComponentHealth],
+    window: Window,
+) -> Result<Option<Diagnosis>> {
+    // A service that runs but fails its health check is a symptom (of its
+    // database, its pool…), not the cause; a Postgres that does not answer
+    // is the cause whatever its process does.
+    let gone = |health: &str| {
+        matches!(
+            health,
+            "stopped" | "paused" | "exited" | "missing" | "dead" | "restarting"
+        )
+    };
+    let Some(down) = components.iter().find(|c| match c.name.as_str() {
+        "postgres" => c.health != "healthy",
+        "mythical-server" | "mythical-requester" => gone(&c.health),
+        _ => false,
+    }) else {
+        return Ok(None);
+    };
+    let mut evidence = vec![Evidence {
+        signal: "runtime",
+        query: "lab status".into(),
+        finding: format!(
+            "{} is {}; {}",
+            down.name,
+            down.health,
+            components
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.health))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        trace_id: None,
+    }];
+    let (trace_query, culprit, id) = match down.name.as_str() {
+        "postgres" => (
+            "{ status = error && span.db.operation.name != nil }".to_owned(),
+            "postgres",
+            "db-down",
+        ),
+        "mythical-server" => (
+            r#"{ status = error && resource.service.name = "mythical-requester" }"#.to_owned(),
+            "mythical-server",
+            "service-crash",
+        ),
+        _ => (String::new(), "mythical-requester", "service-crash"),
+    };
+    let mut message = String::new();
+    if !trace_query.is_empty() {
+        match newest_failure(client, &trace_query, window).await? {
+            Some((trace_id, failure, count)) => {
+                evidence.push(Evidence {
+                    signal: "traces",
+                    query: trace_query,
+                    finding: format!(
+                        "{count} failing traces in the last minute; newest {trace_id}: {failure}"
+                    ),
+                    trace_id: Some(trace_id.clone()),
+                });
+                let log_query = format!(r#"{{service_name=~"mythical-.*"}} |= "{trace_id}""#);
+                let logs = client.logql(&log_query, window, 10, 60).await?;
+                let line = logs["data"]["result"][0]["values"][0][1]
+                    .as_str()
+                    .map(str::to_owned);
+                evidence.push(Evidence {
+                    signal: "logs",
+                    query: log_query,
+                    finding: line.unwrap_or_else(|| "no log line for the trace yet".into()),
+                    trace_id: Some(trace_id),
+                });
+                message = failure;
+            }
+            None => evidence.push(Evidence {
+                signal: "traces",
+                query: trace_query,
+                finding: "no failing trace yet in the last minute".into(),
+                trace_id: None,
+            }),
+        }
+    } else {
+        let rate_query = "sum(rate(mythical_request_times_count[1m]))";
+        let rate = client
+            .promql_instant(rate_query, lab_backend::params::now_nanos())
+            .await?;
+        evidence.push(Evidence {
+            signal: "metrics",
+            query: rate_query.into(),
+            finding: format!(
+                "requests per second now: {}",
+                rate["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .unwrap_or("none")
+            ),
+            trace_id: None,
+        });
+    }
+    if down.name == "postgres"
+        && let Some(port) = postgres_port
+    {
+        let store = Store::connect_lazy(&DbConfig {
+            host: "127.0.0.1".into(),
+            port,
+            max_connections: 1,
+            acquire_timeout: std::time::Duration::from_secs(2),
+            ..DbConfig::default()
+        });
+        let probe = store.ping().await;
+        store.pool().close().await;
+        evidence.push(Evidence {
+            signal: "database",
+            query: "SELECT 1".into(),
+            finding: match &probe {
+                Ok(()) => format!("Postgres at 127.0.0.1:{port} answers again"),
+                Err(e) => format!("Postgres at 127.0.0.1:{port} does not answer: {e}"),
+            },
+            trace_id: None,
+        });
+        if message.is_empty()
+            && let Err(e) = probe
+        {
+            message = e.to_string();
+        }
+    }
+    let summary = match id {
+        "db-down" => format!(
+            "Postgres is {}: every query of mythical-server fails before reaching a table",
+            down.health
+        ),
+        _ => format!(
+            "{culprit} is {}: {}",
+            down.health,
+            if culprit == "mythical-server" {
+                "the requester's calls are refused"
+            } else {
+                "no traffic is sent"
+            }
+        ),
+    };
+    Ok(Some(Diagnosis {
+        status: "fault",
+        root_cause: Some(RootCause {
+            id: id.into(),
+            service: culprit.into(),
+            summary,
+            message: if message.is_empty() {
+                format!("{} is {}", down.name, down.health)
+            } else {
+                message
+            },
+        }),
+        evidence,
+    }))
+}
+
 /// Runs the whole chain against the lab's backend and Postgres.
-pub async fn diagnose(client: &QueryClient, postgres_port: Option<u16>) -> Result<Diagnosis> {
+pub async fn diagnose(
+    client: &QueryClient,
+    postgres_port: Option<u16>,
+    components: &[ComponentHealth],
+    lookback: std::time::Duration,
+) -> Result<Diagnosis> {
     let now = lab_backend::params::now_nanos();
     let window = Window {
-        start: now - LOOKBACK_NANOS,
+        start: now - lookback.as_nanos() as i64,
         end: now + 1_000_000_000,
     };
+    if let Some(diagnosis) = infrastructure(client, postgres_port, components, window).await? {
+        return Ok(diagnosis);
+    }
     let mut evidence = Vec::new();
 
     // 1. Metrics: where do the 5xx come from?
@@ -125,18 +355,60 @@ pub async fn diagnose(client: &QueryClient, postgres_port: Option<u16>) -> Resul
     let trace_query = "{ status = error && span.db.response.status_code != nil }";
     let found = client.traceql(trace_query, window, 500).await?;
     let trace_id = found["traces"][0]["traceID"].as_str().map(str::to_owned);
+    let failing_traces = found["traces"].as_array().map_or(0, Vec::len);
 
-    if failing_beasts.is_empty() && trace_id.is_none() {
+    // The original's names repeat now and then, and the unique constraint
+    // refuses a repeat: a trickle of errors is the system's background, not
+    // a fault.
+    let share_query = r#"sum(rate(mythical_request_times_count{status=~"5.."}[1m])) / sum(rate(mythical_request_times_count[1m]))"#;
+    let share = client.promql_instant(share_query, now).await?["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite())
+        .unwrap_or(0.0);
+    if trace_id.is_some() && share < BACKGROUND_SHARE && failing_traces < BACKGROUND_TRACES {
+        evidence.push(Evidence {
+            signal: "metrics",
+            query: share_query.into(),
+            finding: format!(
+                "{:.1}% of requests failed in the last minute ({failing_traces} failing traces): below the {:.0}% a fault shows, the background of repeated names",
+                share * 100.0,
+                BACKGROUND_SHARE * 100.0
+            ),
+            trace_id: None,
+        });
+        return Ok(Diagnosis {
+            status: "healthy",
+            root_cause: None,
+            evidence,
+        });
+    }
+
+    // No failing trace in the window: whatever the 2-minute rates still
+    // show has stopped; what is left are faults that fail nothing.
+    if trace_id.is_none()
+        && let Some(diagnosis) = quiet::find(client, postgres_port, window).await?
+    {
+        return Ok(diagnosis);
+    }
+    if trace_id.is_none() {
         evidence.push(Evidence {
             signal: "metrics",
             query: rate_query.into(),
-            finding: "no 5xx responses in the last 2 minutes".into(),
+            finding: if failing_beasts.is_empty() {
+                "no 5xx responses in the last 2 minutes".into()
+            } else {
+                "5xx responses earlier in the last 2 minutes, none since the window began".into()
+            },
             trace_id: None,
         });
         evidence.push(Evidence {
             signal: "traces",
             query: trace_query.into(),
-            finding: "no failing database span in the last minute".into(),
+            finding: format!(
+                "no failing database span in the last {} s",
+                lookback.as_secs()
+            ),
             trace_id: None,
         });
         return Ok(Diagnosis {
@@ -223,7 +495,68 @@ pub async fn diagnose(client: &QueryClient, postgres_port: Option<u16>) -> Resul
         name_sent: client_span
             .and_then(|(_, s)| attr(s, "mythical.name.sent"))
             .map(|v| v == "true"),
+        failing_by_version: None,
+        postgres_answers: None,
+        idle_in_transaction: None,
     };
+    let mut failure = failure;
+    if failure.sqlstate.as_deref() == Some("23502") {
+        let mut counts = [0usize; 2];
+        for (i, version) in ["1.9.2", "2.0.0"].iter().enumerate() {
+            let query = format!(
+                r#"{{ resource.service.name = "mythical-requester" && status = error && span.service.version = "{version}" }}"#
+            );
+            counts[i] = client.traceql(&query, window, 500).await?["traces"]
+                .as_array()
+                .map_or(0, Vec::len);
+        }
+        failure.failing_by_version = Some((counts[0], counts[1]));
+        evidence.push(Evidence {
+            signal: "traces",
+            query: r#"{ resource.service.name = "mythical-requester" && status = error && span.service.version = "<version>" }"#.into(),
+            finding: format!(
+                "failing requester traces by service.version: 1.9.2 {}, 2.0.0 {}",
+                counts[0], counts[1]
+            ),
+            trace_id: None,
+        });
+    }
+    if failure.sqlstate.as_deref() == Some("unavailable")
+        && let Some(port) = postgres_port
+    {
+        let store = Store::connect_lazy(&DbConfig {
+            host: "127.0.0.1".into(),
+            port,
+            max_connections: 1,
+            acquire_timeout: std::time::Duration::from_secs(2),
+            ..DbConfig::default()
+        });
+        let answers = store.ping().await.is_ok();
+        let idle = if answers {
+            mythical_storage::catalogue::read_only_query(store.pool(), IDLE_IN_TRANSACTION_SQL)
+                .await
+                .ok()
+                .and_then(|rows| rows.rows.first()?.first()?.parse::<usize>().ok())
+        } else {
+            None
+        };
+        store.pool().close().await;
+        failure.postgres_answers = Some(answers);
+        failure.idle_in_transaction = idle;
+        evidence.push(Evidence {
+            signal: "database",
+            query: IDLE_IN_TRANSACTION_SQL.into(),
+            finding: if answers {
+                format!(
+                    "Postgres answers the lab at once; {} sessions sit idle in transaction",
+                    idle.map_or("?".into(), |n| n.to_string())
+                )
+            } else {
+                "Postgres does not answer the lab either".into()
+            },
+            trace_id: None,
+        });
+    }
     evidence.push(Evidence {
         signal: "traces",
         query: format!("trace {trace_id}"),

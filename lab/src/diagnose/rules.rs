@@ -23,9 +23,21 @@ struct Rule {
 }
 
 const RULES: &[Rule] = &[
+    Rule {
+        applies: bad_deploy,
+    },
     Rule { applies: null_name },
     Rule {
         applies: missing_name,
+    },
+    Rule {
+        applies: duplicate_name,
+    },
+    Rule {
+        applies: table_wipe,
+    },
+    Rule {
+        applies: pool_exhaustion,
     },
     Rule {
         applies: database_error,
@@ -73,6 +85,58 @@ fn missing_name(failure: &Failure) -> Option<RootCause> {
     })
 }
 
+/// 23502, and only the requester's version 2.0.0 fails: a deploy broke it.
+fn bad_deploy(failure: &Failure) -> Option<RootCause> {
+    not_null_column(failure)?;
+    let (old, new) = failure.failing_by_version?;
+    (old == 0 && new > 0).then(|| RootCause {
+        id: "bad-deploy".into(),
+        service: "mythical-requester".into(),
+        summary: format!(
+            "only mythical-requester 2.0.0 fails ({new} failing traces, none from 1.9.2): its POSTs arrive without a name — roll back 2.0.0"
+        ),
+        message: failure.message.clone(),
+    })
+}
+
+/// 23505 on the name's UNIQUE constraint: the requester repeats names.
+fn duplicate_name(failure: &Failure) -> Option<RootCause> {
+    (failure.sqlstate.as_deref() == Some("23505")).then(|| RootCause {
+        id: "duplicate-name".into(),
+        service: "mythical-requester".into(),
+        summary: format!(
+            "{} refuses names that already exist: mythical-requester keeps sending the same name",
+            failure.table.as_deref().unwrap_or("the table")
+        ),
+        message: failure.message.clone(),
+    })
+}
+
+/// 42P01: the table is gone; the server's own DROP TABLE span says who.
+fn table_wipe(failure: &Failure) -> Option<RootCause> {
+    (failure.sqlstate.as_deref() == Some("42P01")).then(|| RootCause {
+        id: "table-wipe".into(),
+        service: "mythical-server".into(),
+        summary: "the beasts' tables are gone: mythical-server dropped them (its teardown) and did not create them again".into(),
+        message: failure.message.clone(),
+    })
+}
+
+/// No connection to be had while Postgres itself answers: the server's
+/// pool is held by something that never gives connections back.
+fn pool_exhaustion(failure: &Failure) -> Option<RootCause> {
+    (failure.sqlstate.as_deref() == Some("unavailable") && failure.postgres_answers == Some(true))
+        .then(|| RootCause {
+            id: "pool-exhaustion".into(),
+            service: "mythical-server".into(),
+            summary: format!(
+                "mythical-server cannot get a connection from its pool while Postgres answers at once; {} sessions idle in transaction hold them",
+                failure.idle_in_transaction.map_or("?".into(), |n| n.to_string())
+            ),
+            message: failure.message.clone(),
+        })
+}
+
 /// Any other database refusal: named by its SQLSTATE, blamed on the server
 /// that issued the statement.
 fn database_error(failure: &Failure) -> Option<RootCause> {
@@ -106,6 +170,9 @@ mod tests {
             bound_null: null,
             name_received: received,
             name_sent: sent,
+            failing_by_version: None,
+            postgres_answers: None,
+            idle_in_transaction: None,
         }
     }
 
@@ -120,6 +187,13 @@ mod tests {
         assert_eq!(missing.service, "mythical-requester");
         let mut other = failure(None, None, false);
         other.sqlstate = Some("23505".into());
-        assert_eq!(explain(&other).unwrap().id, "database-error-23505");
+        assert_eq!(explain(&other).unwrap().id, "duplicate-name");
+        other.sqlstate = Some("40001".into());
+        assert_eq!(explain(&other).unwrap().id, "database-error-40001");
+        let mut deploy = failure(Some(false), Some(false), true);
+        deploy.failing_by_version = Some((0, 12));
+        assert_eq!(explain(&deploy).unwrap().id, "bad-deploy");
+        deploy.failing_by_version = Some((3, 12));
+        assert_eq!(explain(&deploy).unwrap().id, "missing-name");
     }
 }
