@@ -161,7 +161,7 @@ async fn unknown_kinds_and_bad_rates_are_refused() {
     let body: Value = unknown.json().await.unwrap();
     assert_eq!(
         body["error"],
-        "unknown fault kind `missing-name` for this service; it knows: null-name"
+        "unknown fault kind `missing-name` for this service; it knows: null-name, clock-skew, cpu-hog, memory-leak, pool-exhaustion, table-wipe"
     );
 
     let bad_rate = http

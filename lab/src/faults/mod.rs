@@ -31,6 +31,25 @@ pub struct InfraKind {
 
 pub const INFRA_FAULTS: &[&InfraKind] = &[&db_down::KIND, &service_crash::KIND, &slow_query::KIND];
 
+/// Every fault kind the lab knows, in the order a catalogue lists them:
+/// the database's own errors first, then infrastructure, network,
+/// releases and resources, and the telemetry's own faults last.
+pub const KINDS: &[&str] = &[
+    "null-name",
+    "missing-name",
+    "duplicate-name",
+    "slow-query",
+    "db-down",
+    "pool-exhaustion",
+    "table-wipe",
+    "bad-deploy",
+    "cpu-hog",
+    "memory-leak",
+    "service-crash",
+    "broken-propagation",
+    "clock-skew",
+];
+
 pub fn find(name: &str) -> Option<&'static InfraKind> {
     INFRA_FAULTS.iter().copied().find(|k| k.name == name)
 }
@@ -232,6 +251,25 @@ async fn wait_healthy(lab: &LabState, running: &Running) -> Result<()> {
             );
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mythical_services::faults::{REQUESTER_FAULTS, SERVER_FAULTS};
+
+    #[test]
+    fn the_catalogue_order_names_every_kind_once() {
+        let mut listed: Vec<&str> = super::KINDS.to_vec();
+        let mut known: Vec<&str> = SERVER_FAULTS
+            .iter()
+            .chain(REQUESTER_FAULTS)
+            .map(|k| k.name)
+            .chain(super::INFRA_FAULTS.iter().map(|k| k.name))
+            .collect();
+        listed.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(listed, known);
     }
 }
 

@@ -59,15 +59,9 @@ pub fn service_of(kind: &str) -> Result<&'static str> {
     } else if REQUESTER_FAULTS.iter().any(|k| k.name == kind) {
         Ok("mythical-requester")
     } else {
-        let known: Vec<&str> = SERVER_FAULTS
-            .iter()
-            .chain(REQUESTER_FAULTS)
-            .map(|k| k.name)
-            .chain(super::INFRA_FAULTS.iter().map(|k| k.name))
-            .collect();
         bail!(
             "unknown fault kind `{kind}`: the kinds are {}",
-            known.join(", ")
+            super::KINDS.join(", ")
         )
     }
 }

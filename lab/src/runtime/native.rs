@@ -168,7 +168,12 @@ fn start(
                 .env("OTEL_BSP_SCHEDULE_DELAY", "1000")
                 .env("OTEL_BLRP_SCHEDULE_DELAY", "1000")
                 .env("OTEL_METRIC_EXPORT_INTERVAL", "15000")
-                .env("MYTHICAL_LOG_STDOUT", "true");
+                .env("MYTHICAL_LOG_STDOUT", "true")
+                // The backend's query port takes Pyroscope's push API.
+                .env(
+                    "PYROSCOPE_SERVER_ADDRESS",
+                    format!("http://127.0.0.1:{}", ports.query),
+                );
             if component.kind == Kind::Server {
                 command
                     .env("MYTHICAL_DATABASE_HOST", "127.0.0.1")

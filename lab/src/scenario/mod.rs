@@ -190,17 +190,6 @@ pub struct ScenarioError {
     pub message: String,
 }
 
-/// The fault kinds a scenario may name, and the component each blames.
-pub fn known_kinds() -> Vec<&'static str> {
-    use mythical_services::faults::{REQUESTER_FAULTS, SERVER_FAULTS};
-    SERVER_FAULTS
-        .iter()
-        .chain(REQUESTER_FAULTS)
-        .map(|k| k.name)
-        .chain(crate::faults::INFRA_FAULTS.iter().map(|k| k.name))
-        .collect()
-}
-
 /// The components a culprit may be.
 pub const COMPONENTS: &[&str] = &[
     "postgres",
@@ -282,7 +271,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
             ));
         }
     }
-    let kinds = known_kinds();
+    let kinds = crate::faults::KINDS;
     if scenario.faults.is_empty() {
         return Err(fail(
             "faults:",
@@ -447,7 +436,7 @@ solution: The server drops the name.
     fn a_bad_file_says_where_and_what_is_expected() {
         let path = Path::new("scenarios/sample.yaml");
         let err = parse(path, &GOOD.replace("kind: null-name", "kind: nul-name")).unwrap_err();
-        assert_eq!((err.line, err.column), (9, 11), "{err}");
+        assert_eq!((err.line, err.column), (8, 11), "{err}");
         assert!(err.to_string().contains("unknown fault kind `nul-name`"));
 
         let err = parse(path, &GOOD.replace("level: beginner", "level: expert")).unwrap_err();

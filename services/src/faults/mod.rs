@@ -290,7 +290,7 @@ mod tests {
         let err = board.set("missing-name", None, None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown fault kind `missing-name` for this service; it knows: null-name"
+            "unknown fault kind `missing-name` for this service; it knows: null-name, clock-skew, cpu-hog, memory-leak, pool-exhaustion, table-wipe"
         );
         assert_eq!(
             board.set("null-name", Some(1.5), None).unwrap_err(),

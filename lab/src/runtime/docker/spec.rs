@@ -193,9 +193,11 @@ fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 /// The OTLP settings both services share: gRPC to the collector, short
 /// batch delays so a workshop sees telemetry within seconds.
 fn otlp_env(ctx: &Context) -> BTreeMap<String, String> {
-    let collector = match ctx.backends {
-        Backends::Embedded => "backend",
-        Backends::Lgtm => "alloy",
+    // Profiles go where Pyroscope would take them: the embedded backend's
+    // query port, or Alloy's pyroscope.receive_http relay.
+    let (collector, profiles) = match ctx.backends {
+        Backends::Embedded => ("backend", "http://backend:3200"),
+        Backends::Lgtm => ("alloy", "http://alloy:9999"),
     };
     let mut vars = env(&[
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
@@ -209,6 +211,7 @@ fn otlp_env(ctx: &Context) -> BTreeMap<String, String> {
         "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
         format!("http://{collector}:4317"),
     );
+    vars.insert("PYROSCOPE_SERVER_ADDRESS".into(), profiles.into());
     vars
 }
 
