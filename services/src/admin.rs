@@ -1,7 +1,7 @@
-//! The admin API each service offers for its fault switches (and, on the
-//! requester, its traffic). It changes a running system, so every route
-//! wants the per-lab bearer token from `MYTHICAL_ADMIN_TOKEN`; without a
-//! configured token the API stays shut.
+//! The admin API each service offers for its fault switches and its random
+//! seed (and, on the requester, its traffic). It changes a running system,
+//! so every route wants the per-lab bearer token from
+//! `MYTHICAL_ADMIN_TOKEN`; without a configured token the API stays shut.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +38,7 @@ pub fn router(
     let fault_routes = Router::new()
         .route("/admin/faults", get(list).delete(clear_all))
         .route("/admin/faults/{kind}", get(show).put(set).delete(clear))
+        .route("/admin/seed", get(show_seed).put(set_seed).delete(clear_seed))
         .with_state((service, faults));
     fault_routes
         .merge(extra)
@@ -122,6 +123,29 @@ async fn clear(State((_, faults)): State<FaultState>, Path(kind): Path<String>) 
 
 async fn clear_all(State((_, faults)): State<FaultState>) -> StatusCode {
     faults.clear_all();
+    StatusCode::NO_CONTENT
+}
+
+/// What a PUT of the seed says.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedRequest {
+    seed: u64,
+}
+
+async fn show_seed() -> Response {
+    axum::Json(json!({ "seed": crate::random::seed() })).into_response()
+}
+
+/// Restarts the service's random sequence from a seed: the same requests,
+/// names and fault hits on every run with it.
+async fn set_seed(JsonBody(request): JsonBody<SeedRequest>) -> Response {
+    crate::random::reseed(request.seed);
+    axum::Json(json!({ "seed": request.seed })).into_response()
+}
+
+async fn clear_seed() -> StatusCode {
+    crate::random::unseed();
     StatusCode::NO_CONTENT
 }
 

@@ -10,6 +10,7 @@ pub mod faults;
 pub mod http_json;
 pub mod profiling;
 pub mod propagation;
+pub mod random;
 pub mod requester;
 pub mod server;
 pub mod telemetry;

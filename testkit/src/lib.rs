@@ -1,13 +1,16 @@
 //! What the lab's tests run against: a real PostgreSQL started from the
-//! machine's binaries, and an OTLP receiver that keeps what exporters send.
+//! machine's binaries, an OTLP receiver that keeps what exporters send, and
+//! the scenario walk over the `lab` binary.
 //! Nothing here imitates a component the lab ships.
 
 mod images;
 mod otlp;
 mod postgres;
+mod walk;
 
 pub use images::{LAB_IMAGE, POSTGRES_IMAGE, build_lab_image, build_postgres_image};
 pub use otlp::{
     OtlpReceiver, ReceivedLog, ReceivedMetric, ReceivedSpan, RunningReceiver, hex, render,
 };
 pub use postgres::{TestPostgres, find_bindir, free_port};
+pub use walk::{Down, LabCli, Walk, walk};

@@ -27,7 +27,13 @@ pub enum ScenarioCommand {
         solution: bool,
     },
     /// Break the lab as the scenario says.
-    Start { id: String },
+    Start {
+        id: String,
+        /// Seed the services' random draws (requests, names, fault hits)
+        /// so the run can be repeated; overrides the scenario's own seed.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Undo the running scenario's faults and restore traffic.
     Stop,
     /// Which scenario runs, since when, and the guide's progress.
@@ -166,12 +172,15 @@ pub async fn run(state_dir: Option<PathBuf>, command: ScenarioCommand) -> Result
                 );
             }
         }
-        ScenarioCommand::Start { id } => {
+        ScenarioCommand::Start { id, seed } => {
             let scenario = catalogue.get(&id)?;
             let lab = running_lab(&state)?;
-            run::start(&state, &lab, scenario).await?;
+            let running = run::start(&state, &lab, scenario, seed).await?;
             Progress::reset(&state, &scenario.id)?;
             println!("{} started: {}", scenario.id, scenario.title);
+            if let Some(seed) = running.seed {
+                println!("seed {seed}: `lab scenario start {} --seed {seed}` repeats this run", scenario.id);
+            }
             println!("{}", scenario.story.trim());
             println!("\nnext: `lab guide` walks you through it");
         }

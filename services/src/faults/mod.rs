@@ -216,7 +216,7 @@ impl Switchboard {
                 None => return false,
             }
         };
-        rate > 0.0 && rand::rng().random_range(0.0..1.0) < rate
+        rate > 0.0 && crate::random::with(|rng| rng.random_range(0.0..1.0)) < rate
     }
 
     /// Every known kind with its state.

@@ -31,6 +31,7 @@ pub use traffic::{Traffic, TrafficSetting};
 
 use crate::config::{env_flag, env_parse, env_var, listen_addr};
 use crate::events::{EventLog, Level, Logfmt};
+use crate::random;
 use crate::faults::{
     REQUESTER_FAULTS, Switchboard, bad_deploy, broken_propagation, duplicate_name, missing_name,
 };
@@ -250,12 +251,11 @@ struct Outcome {
 
 impl Requester {
     async fn one_request(&self) {
-        let (method, beast) = {
-            let mut rng = rand::rng();
+        let (method, beast) = random::with(|rng| {
             let method = if rng.random_bool(0.5) { "GET" } else { "POST" };
             (method, Beast::ALL[rng.random_range(0..Beast::ALL.len())])
-        };
-        let version = if rand::rng().random_bool(0.5) {
+        });
+        let version = if random::with(|rng| rng.random_bool(0.5)) {
             "1.9.2"
         } else {
             "2.0.0"
@@ -305,7 +305,7 @@ impl Requester {
         if failed {
             // As the original: failures lean towards version 2.0.0, the
             // "bad deploy" a learner can find by comparing versions.
-            if rand::rng().random_bool(0.7) {
+            if random::with(|rng| rng.random_bool(0.7)) {
                 span.set_attribute(KeyValue::new("service.version", "2.0.0"));
             }
             span.set_status(Status::error("request to mythical-server failed"));
@@ -323,7 +323,7 @@ impl Requester {
         if got.error.is_some() {
             return true;
         }
-        let delete = rand::rng().random_range(0..Beast::ALL.len()) < beast.index();
+        let delete = random::with(|rng| rng.random_range(0..Beast::ALL.len())) < beast.index();
         let first = got
             .body
             .as_ref()
@@ -345,7 +345,7 @@ impl Requester {
     }
 
     async fn post(&self, cx: &Context, beast: Beast, version: &str) -> bool {
-        let name = duplicate_name::name_to_send(&self.faults, names::random_name(&mut rand::rng()));
+        let name = duplicate_name::name_to_send(&self.faults, random::with(names::random_name));
         let body = missing_name::post_body(&self.faults, &name);
         let body = bad_deploy::post_body(&self.faults, version, body);
         let sent = body.get("name").is_some();

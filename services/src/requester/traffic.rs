@@ -14,6 +14,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use crate::http_json::JsonBody;
+use crate::random;
 
 /// The original's request counter wraps at 3000: the first 2000 requests of
 /// each cycle come fast (0–50 ms apart per loop), the next 1000 slowly
@@ -83,19 +84,19 @@ impl Traffic {
 
     /// How long one loop waits before its next request.
     pub fn next_gap(&self) -> Duration {
-        let mut rng = rand::rng();
         let milli = self.rate_milli.load(Ordering::Relaxed);
         if milli > 0 {
             // Each loop carries 1/loops of the rate; ±20% jitter keeps the
             // loops from marching in step.
             let per_loop = self.loops as f64 * 1000.0 / milli as f64;
-            return Duration::from_secs_f64(per_loop * rng.random_range(0.8..1.2));
+            let jitter = random::with(|rng| rng.random_range(0.8..1.2));
+            return Duration::from_secs_f64(per_loop * jitter);
         }
         let count = self.counter.fetch_add(1, Ordering::Relaxed) % CYCLE;
         if count < FAST_PART {
-            Duration::from_millis(rng.random_range(0..50))
+            Duration::from_millis(random::with(|rng| rng.random_range(0..50)))
         } else {
-            Duration::from_millis(rng.random_range(100..1100))
+            Duration::from_millis(random::with(|rng| rng.random_range(100..1100)))
         }
     }
 }

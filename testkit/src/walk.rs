@@ -1,0 +1,222 @@
+//! One scenario walked on a live lab through the `lab` binary, as a
+//! teacher and a learner would: start → `lab diagnose` polled until it
+//! names the scenario's root cause (timed from the start) → every guide
+//! step checked → the right answer accepted, a wrong one refused → stop →
+//! the lab healthy again. The scenario test asserts on the outcome; the
+//! scenario benchmark prints it as a table.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Runs the lab binary against one state folder.
+pub struct LabCli {
+    pub binary: PathBuf,
+    pub state: PathBuf,
+    /// Extra environment, e.g. image overrides for the docker runtime.
+    pub env: Vec<(String, String)>,
+}
+
+impl LabCli {
+    pub fn new(binary: impl Into<PathBuf>, state: impl Into<PathBuf>) -> LabCli {
+        LabCli {
+            binary: binary.into(),
+            state: state.into(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn with_env(mut self, key: &str, value: &str) -> LabCli {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(&self.binary)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("the lab binary runs")
+    }
+
+    /// Runs and requires success; answers stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "lab {} failed ({}):\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls `lab diagnose --json --since <since>` until `done` holds;
+    /// the last report either way.
+    pub fn diagnose_until(
+        &self,
+        since: impl Fn() -> String,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Result<Value, Value> {
+        let deadline = Instant::now() + within;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            let since = since();
+            let out = self.run(&["diagnose", "--json", "--since", &since]);
+            if let Ok(report) = serde_json::from_slice::<Value>(&out.stdout) {
+                if done(&report) {
+                    return Ok(report);
+                }
+                last = report;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Err(last)
+    }
+
+    /// The scenarios of the catalogue that run on `runtime`.
+    pub fn scenarios_for(&self, runtime: &str) -> Vec<Value> {
+        let list: Value = serde_json::from_str(&self.ok(&["scenario", "list", "--json"]))
+            .expect("scenario list --json is JSON");
+        list.as_array()
+            .expect("a list")
+            .iter()
+            .filter(|s| {
+                s["runtimes"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r == runtime))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// What one scenario's walk found.
+#[derive(Debug)]
+pub struct Walk {
+    pub id: String,
+    pub root_cause: String,
+    pub culprit: String,
+    /// `lab diagnose` named the root cause within the patience.
+    pub diagnosed: bool,
+    /// …and blamed the scenario's culprit.
+    pub culprit_right: bool,
+    /// Seconds from `lab scenario start` to the correct diagnosis.
+    pub seconds: Option<f64>,
+    /// Everything that went wrong, in words.
+    pub failures: Vec<String>,
+}
+
+/// Walks `scenario` (an entry of `lab scenario list --json`); `guide`
+/// false skips the guide's checks and answers (the benchmark times the
+/// diagnosis only).
+pub fn walk(lab: &LabCli, scenario: &Value, guide: bool, patience: Duration) -> Walk {
+    let text = |key: &str| scenario[key].as_str().unwrap_or_default().to_owned();
+    let (id, root_cause, culprit) = (text("id"), text("root_cause"), text("culprit"));
+    let mut failures = Vec::new();
+    let started = Instant::now();
+    lab.ok(&["scenario", "start", &id]);
+
+    // Only what happened since the start counts: the previous scenario's
+    // symptoms may still be in a longer window.
+    let since_start = || format!("{}s", started.elapsed().as_secs().max(5) + 1);
+    let (diagnosed, culprit_right, seconds) =
+        match lab.diagnose_until(since_start, patience, |r| {
+            r["root_cause"]["id"] == root_cause.as_str()
+        }) {
+            Ok(report) => {
+                let seconds = started.elapsed().as_secs_f64();
+                let culprit_right = report["root_cause"]["service"] == culprit.as_str();
+                if !culprit_right {
+                    failures.push(format!(
+                        "{id}: diagnosed culprit {} instead of {culprit}",
+                        report["root_cause"]["service"]
+                    ));
+                }
+                (true, culprit_right, Some(seconds))
+            }
+            Err(last) => {
+                failures.push(format!(
+                    "{id}: no {root_cause} diagnosis within {} s; last: {last:#}",
+                    patience.as_secs()
+                ));
+                (false, false, None)
+            }
+        };
+
+    if guide {
+        let check = lab.run(&["guide", &id, "--check", "--patience", "60s"]);
+        if !check.status.success() {
+            failures.push(format!(
+                "{id}: guide --check failed:\n{}{}",
+                String::from_utf8_lossy(&check.stdout),
+                String::from_utf8_lossy(&check.stderr)
+            ));
+        }
+        let show = lab.ok(&["scenario", "show", &id, "--solution"]);
+        if !show.contains(&root_cause) {
+            failures.push(format!("{id}: show --solution omits {root_cause}"));
+        }
+        let wrong = if culprit == "postgres" {
+            "mythical-requester"
+        } else {
+            "postgres"
+        };
+        if lab.run(&["guide", &id, "--answer", wrong]).status.success() {
+            failures.push(format!("{id}: the wrong answer {wrong} was accepted"));
+        }
+        if !lab
+            .run(&["guide", &id, "--answer", &culprit])
+            .status
+            .success()
+        {
+            failures.push(format!("{id}: the right answer {culprit} was refused"));
+        }
+    }
+
+    lab.ok(&["scenario", "stop"]);
+    let stopped = Instant::now();
+    let status: Value =
+        serde_json::from_str(&lab.ok(&["status", "--json"])).expect("status --json is JSON");
+    let unhealthy: Vec<&Value> = status["components"]
+        .as_array()
+        .map(|c| c.iter().filter(|c| c["health"] != "healthy").collect())
+        .unwrap_or_default();
+    if !unhealthy.is_empty() {
+        failures.push(format!("{id}: unhealthy after stop: {unhealthy:?}"));
+    }
+    // Healthy again: judged on what happened since the stop.
+    let since_stop = || format!("{}s", stopped.elapsed().as_secs().clamp(5, 10));
+    if let Err(last) = lab.diagnose_until(since_stop, Duration::from_secs(45), |r| {
+        r["status"] == "healthy" && stopped.elapsed() >= Duration::from_secs(5)
+    }) {
+        failures.push(format!("{id}: not healthy after stop; last: {last:#}"));
+    }
+    Walk {
+        id,
+        root_cause,
+        culprit,
+        diagnosed,
+        culprit_right,
+        seconds,
+        failures,
+    }
+}
+
+/// Takes the lab down when dropped, even when a test fails.
+pub struct Down<'a>(pub &'a LabCli);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["down", "--volumes"]);
+    }
+}
+
