@@ -7,9 +7,10 @@ use serde_json::json;
 pub const TEMPO: (&str, &str) = ("tempo", "tempo");
 pub const LOKI: (&str, &str) = ("loki", "loki");
 pub const MIMIR: (&str, &str) = ("mimir", "prometheus");
+pub const PYROSCOPE: (&str, &str) = ("pyroscope", "grafana-pyroscope-datasource");
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
-fn encode(text: &str) -> String {
+pub fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -32,6 +33,12 @@ pub fn explore(base: &str, datasource: (&str, &str), query: &str) -> String {
     if kind == "tempo" {
         target["queryType"] = json!("traceql");
         target["query"] = json!(query);
+    } else if kind == PYROSCOPE.1 {
+        // `<profile type>{<labels>}`, as Pyroscope's selector reads.
+        let (profile_type, labels) = query.split_at(query.find('{').unwrap_or(query.len()));
+        target["queryType"] = json!("profile");
+        target["profileTypeId"] = json!(profile_type);
+        target["labelSelector"] = json!(if labels.is_empty() { "{}" } else { labels });
     } else {
         target["expr"] = json!(query);
     }
@@ -94,5 +101,18 @@ mod tests {
         assert!(!encoded.contains(' ') && !encoded.contains('{'));
         assert!(encoded.contains("status%20%3D%20error"));
         assert!(explore("http://g", LOKI, "{a=\"b\"}").contains("expr"));
+        let profile = explore(
+            "http://g",
+            PYROSCOPE,
+            r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="x"}"#,
+        );
+        assert!(
+            profile.contains("profileTypeId%22%3A%22process_cpu%3Acpu"),
+            "{profile}"
+        );
+        assert!(
+            profile.contains("labelSelector%22%3A%22%7Bservice_name"),
+            "{profile}"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! command modules and the libraries.
 
 mod cli;
+mod console;
 mod diagnose;
 mod faults;
 mod grafana;
@@ -59,6 +60,13 @@ enum Command {
         #[arg(long)]
         port: u16,
     },
+    /// Run the db-proxy, the TCP fault proxy before Postgres (how `lab up`
+    /// starts it).
+    #[command(hide = true)]
+    Proxy(cli::proxy::ProxyArgs),
+    /// The lab console's URL: a web cockpit of the lab, its scenarios and
+    /// its signals (`lab up` starts it).
+    Console(cli::console::ConsoleArgs),
     /// Run the embedded telemetry backend in the foreground.
     Backend(cli::backend::BackendArgs),
     /// Run a TraceQL, LogQL or PromQL query against the lab's backend.
@@ -94,11 +102,13 @@ async fn main() {
         Command::Status(args) => cli::stack::status(state_dir, args).await,
         Command::Service { name } => cli::stack::service(name).await,
         Command::HoldLock { beast, port } => cli::control::hold_lock(&beast, port).await,
+        Command::Proxy(args) => cli::proxy::run(args).await,
         Command::Logs(args) => cli::inspect::logs(state_dir, args).await,
         Command::Doctor(args) => cli::inspect::doctor(state_dir, args).await,
         Command::Diagnose(args) => cli::diagnose::run(state_dir, args).await,
         Command::Fault(command) => cli::control::fault(state_dir, command).await,
         Command::Traffic(args) => cli::control::traffic(state_dir, args).await,
+        Command::Console(args) => cli::console::run(state_dir, args).await,
         Command::Backend(args) => cli::backend::run(args).await,
         Command::Query(args) => cli::query::run(state_dir, args).await,
         Command::Trace(args) => cli::query::trace(state_dir, args).await,

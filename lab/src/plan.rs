@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Postgres,
+    /// The TCP fault proxy between mythical-server and Postgres
+    /// (`lab_proxy`): the network faults act here.
+    Proxy,
     /// The lab's embedded backend (Tempo, Loki and Prometheus APIs in one).
     Backend,
     Server,
@@ -61,6 +64,9 @@ pub struct Component {
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
     pub postgres: u16,
+    /// Where the db-proxy takes the server's connections.
+    pub proxy: u16,
+    pub proxy_admin: u16,
     pub query: u16,
     pub otlp_grpc: u16,
     pub otlp_http: u16,
@@ -75,7 +81,9 @@ impl Component {
             .iter()
             .map(|(name, port)| {
                 let url = match (self.kind, *name) {
-                    (Kind::Postgres, _) => format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+                    (Kind::Postgres, _) | (Kind::Proxy, "postgres") => {
+                        format!("postgres://postgres@127.0.0.1:{port}/postgres")
+                    }
                     _ => format!("http://127.0.0.1:{port}"),
                 };
                 (name.to_string(), url)
@@ -84,7 +92,30 @@ impl Component {
     }
 }
 
-/// The native stack: Postgres, the embedded backend, the two services.
+/// The db-proxy's preferred admin port (Toxiproxy's).
+pub const PROXY_ADMIN_PORT: u16 = 8474;
+
+/// The db-proxy: forwards the server's connections to Postgres; healthy
+/// when its admin API answers. Natively it listens on the host (`postgres`
+/// port); in docker only its admin port is published.
+fn db_proxy(listen: Option<u16>, admin: u16) -> Component {
+    let mut ports = BTreeMap::from([("admin", admin)]);
+    if let Some(listen) = listen {
+        ports.insert("postgres", listen);
+    }
+    Component {
+        name: "db-proxy",
+        kind: Kind::Proxy,
+        depends_on: vec!["postgres"],
+        ports,
+        health: Health::Http {
+            url: format!("http://127.0.0.1:{admin}/healthz"),
+        },
+    }
+}
+
+/// The native stack: Postgres behind the db-proxy, the embedded backend,
+/// the two services.
 pub fn native(ports: Ports) -> Vec<Component> {
     vec![
         Component {
@@ -96,6 +127,7 @@ pub fn native(ports: Ports) -> Vec<Component> {
                 port: ports.postgres,
             },
         },
+        db_proxy(Some(ports.proxy), ports.proxy_admin),
         Component {
             name: "backend",
             kind: Kind::Backend,
@@ -112,7 +144,7 @@ pub fn native(ports: Ports) -> Vec<Component> {
         Component {
             name: "mythical-server",
             kind: Kind::Server,
-            depends_on: vec!["postgres", "backend"],
+            depends_on: vec!["db-proxy", "backend"],
             ports: BTreeMap::from([("http", ports.server)]),
             health: Health::Http {
                 url: format!("http://127.0.0.1:{}/healthz", ports.server),
@@ -130,7 +162,7 @@ pub fn native(ports: Ports) -> Vec<Component> {
     ]
 }
 
-/// The docker stack: Postgres, the services and either the embedded
+/// The docker stack: Postgres behind the db-proxy, the services and either the embedded
 /// backend or the Grafana stack. `pick` chooses a free host port near the
 /// preferred one.
 pub fn docker(backends: Backends, mut pick: impl FnMut(u16) -> u16) -> Vec<Component> {
@@ -151,6 +183,7 @@ pub fn docker(backends: Backends, mut pick: impl FnMut(u16) -> u16) -> Vec<Compo
         ports: BTreeMap::from([("postgres", postgres)]),
         health: Health::Postgres { port: postgres },
     }];
+    plan.push(db_proxy(None, pick(PROXY_ADMIN_PORT)));
     let collector = match backends {
         Backends::Embedded => {
             let query = pick(lab_backend::DEFAULT_QUERY_PORT);
@@ -206,7 +239,7 @@ pub fn docker(backends: Backends, mut pick: impl FnMut(u16) -> u16) -> Vec<Compo
         Kind::Server,
         server,
         "/healthz",
-        vec!["postgres", collector],
+        vec!["db-proxy", collector],
     ));
     plan.push(http(
         "mythical-requester",
@@ -245,6 +278,8 @@ mod tests {
     fn dependencies_start_first() {
         let ports = Ports {
             postgres: 1,
+            proxy: 7,
+            proxy_admin: 8,
             query: 2,
             otlp_grpc: 3,
             otlp_http: 4,
@@ -259,9 +294,34 @@ mod tests {
             [
                 "backend",
                 "postgres",
+                "db-proxy",
                 "mythical-server",
                 "mythical-requester"
             ]
         );
+    }
+
+    #[test]
+    fn the_server_reaches_postgres_only_through_the_db_proxy() {
+        let mut pick = 30000;
+        for plan in [
+            docker(Backends::Embedded, |_| {
+                pick += 1;
+                pick
+            }),
+            docker(Backends::Lgtm, |_| {
+                pick += 1;
+                pick
+            }),
+        ] {
+            let by = |name: &str| plan.iter().find(|c| c.name == name).unwrap();
+            assert!(by("mythical-server").depends_on.contains(&"db-proxy"));
+            assert!(!by("mythical-server").depends_on.contains(&"postgres"));
+            assert_eq!(by("db-proxy").depends_on, ["postgres"]);
+            assert_eq!(by("db-proxy").kind, Kind::Proxy);
+            // Published: its admin API only; the server reaches it inside
+            // the lab's network.
+            assert_eq!(by("db-proxy").ports.keys().collect::<Vec<_>>(), [&"admin"]);
+        }
     }
 }

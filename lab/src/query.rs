@@ -213,6 +213,29 @@ impl QueryClient {
         .await
     }
 
+    /// A profile merged over a window as a flame graph, in Pyroscope's
+    /// flamebearer layout: `GET /pyroscope/render` (Pyroscope's API, which
+    /// the embedded backend answers too).
+    pub async fn profile_render(
+        &self,
+        query: &str,
+        window: Window,
+        max_nodes: usize,
+    ) -> Result<Value> {
+        self.get(
+            Api::Profiles,
+            "/pyroscope/render",
+            &[
+                ("query", query.to_owned()),
+                ("from", window.start_secs()),
+                ("until", window.end_secs()),
+                ("format", "json".to_owned()),
+                ("maxNodes", max_nodes.to_string()),
+            ],
+        )
+        .await
+    }
+
     /// One trace: `GET /api/v2/traces/<id>`.
     pub async fn trace(&self, trace_id: &str) -> Result<Value> {
         self.get(Api::Traces, &format!("/api/v2/traces/{trace_id}"), &[])

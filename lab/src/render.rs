@@ -221,7 +221,7 @@ pub fn data(answer: &Value) -> String {
 
 /// Ids in OTLP JSON come as hex (OTLP's JSON encoding) or base64 (protobuf
 /// JSON): both are shown as hex.
-fn id_hex(value: &Value) -> String {
+pub fn id_hex(value: &Value) -> String {
     let text = value.as_str().unwrap_or_default();
     if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return text.to_ascii_lowercase();

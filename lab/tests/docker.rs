@@ -176,6 +176,7 @@ async fn embedded_lab_in_containers_diagnoses_faults_and_down_removes_only_its_o
         names,
         [
             "postgres",
+            "db-proxy",
             "backend",
             "mythical-server",
             "mythical-requester"
@@ -188,9 +189,9 @@ async fn embedded_lab_in_containers_diagnoses_faults_and_down_removes_only_its_o
             assert!(url.as_str().unwrap().contains("127.0.0.1:"), "{url}");
         }
     }
-    assert_eq!(status["memory_limit_mib"], 256 + 192 + 128 + 128);
+    assert_eq!(status["memory_limit_mib"], 256 + 32 + 192 + 128 + 128);
     let (containers, networks, volumes) = labelled(&docker, &state).await;
-    assert_eq!(containers.len(), 4, "{containers:?}");
+    assert_eq!(containers.len(), 5, "{containers:?}");
     assert_eq!((networks, volumes), (1, 2));
 
     // The reference fault, found through the containers' telemetry.
@@ -282,7 +283,7 @@ async fn embedded_lab_in_containers_diagnoses_faults_and_down_removes_only_its_o
 
     // The other lab did not notice.
     let (containers, networks, volumes) = labelled(&docker, &bystander).await;
-    assert_eq!(containers.len(), 4, "{containers:?}");
+    assert_eq!(containers.len(), 5, "{containers:?}");
     assert!(
         containers.iter().all(|c| c.ends_with("running")),
         "{containers:?}"
@@ -300,6 +301,35 @@ async fn embedded_lab_in_containers_diagnoses_faults_and_down_removes_only_its_o
     ok(&lab(&bystander, &["down", "--volumes"]), "lab down (b)");
     let (containers, networks, volumes) = labelled(&docker, &bystander).await;
     assert!(containers.is_empty() && networks == 0 && volumes == 0);
+}
+
+/// The scenarios only the engine can play (a crashed container), walked
+/// as the native ones are: diagnosed, guided, answered, undone.
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_only_scenarios_are_guided_answered_diagnosed_and_undone() {
+    let (mythical, postgres) = images().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cli = lab_testkit::LabCli::new(env!("CARGO_BIN_EXE_lab"), dir.path().join("lab"))
+        .with_env("MYTHICAL_LAB_IMAGE_MYTHICAL", mythical)
+        .with_env("MYTHICAL_LAB_IMAGE_POSTGRES", postgres);
+    let _down = lab_testkit::Down(&cli);
+    cli.ok(&["up", "--runtime", "docker", "--backends", "embedded"]);
+    let docker_only: Vec<Value> = cli
+        .scenarios_for("docker")
+        .into_iter()
+        .filter(|s| !s["runtimes"].as_array().unwrap().iter().any(|r| r == "native"))
+        .collect();
+    assert!(!docker_only.is_empty());
+    let mut failures = Vec::new();
+    for scenario in &docker_only {
+        let walked = lab_testkit::walk(&cli, scenario, true, Duration::from_secs(60));
+        eprintln!(
+            "{}: diagnosed {} after {:?} s",
+            walked.id, walked.diagnosed, walked.seconds
+        );
+        failures.extend(walked.failures);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

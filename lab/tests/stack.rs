@@ -82,6 +82,7 @@ fn up_status_down_and_the_beasts_rows_survive() {
         names,
         [
             "postgres",
+            "db-proxy",
             "backend",
             "mythical-server",
             "mythical-requester"
@@ -91,7 +92,7 @@ fn up_status_down_and_the_beasts_rows_survive() {
         assert_eq!(component["health"], "healthy", "{component}");
         assert!(component["pid"].as_u64().unwrap() > 0);
     }
-    let backend = &components[1]["endpoints"];
+    let backend = &components[2]["endpoints"];
     for endpoint in ["otlp_grpc", "otlp_http", "query"] {
         assert!(
             backend[endpoint]
@@ -362,6 +363,37 @@ fn the_reference_fault_and_its_twin_are_diagnosed_to_the_right_service() {
     let doctor: Value = serde_json::from_slice(&doctor.stdout).unwrap();
     assert_eq!(doctor["ok"], true, "{doctor:#}");
     assert_eq!(doctor["checks"][0]["check"], "postgresql");
+
+    // Scheduled: off now, on after two seconds, and a paused Postgres
+    // thawed by the scheduler after its --for.
+    assert!(lab(&state, &["fault", "clear"]).status.success());
+    let later = lab(
+        &state,
+        &["fault", "inject", "duplicate-name", "--after", "2s", "--seed", "7"],
+    );
+    assert!(later.status.success(), "{}", String::from_utf8_lossy(&later.stderr));
+    assert!(String::from_utf8_lossy(&later.stdout).contains("duplicate-name scheduled: on in 2s"));
+    let on = |kind: &str| -> bool {
+        let list = lab(&state, &["fault", "list", "--json"]);
+        let list: Value = serde_json::from_slice(&list.stdout).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == kind && f["active"] == true)
+    };
+    assert!(!on("duplicate-name"));
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(on("duplicate-name"), "not switched on by the scheduler");
+    assert!(lab(&state, &["fault", "clear"]).status.success());
+    let paused = lab(&state, &["fault", "inject", "db-down", "--for", "2s"]);
+    assert!(paused.status.success(), "{}", String::from_utf8_lossy(&paused.stderr));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(on("db-down"), "db-down not applied at once");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while on("db-down") {
+        assert!(std::time::Instant::now() < deadline, "db-down not cleared after --for 2s");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 
     let unknown = lab(&state, &["fault", "inject", "gremlins"]);
     assert_eq!(unknown.status.code(), Some(1));

@@ -35,9 +35,25 @@ pub enum FaultCommand {
         /// How an infrastructure fault acts: pause, stop or kill.
         #[arg(long)]
         mode: Option<String>,
+        /// A network fault's parameter, repeatable: `--param latency_ms=500`
+        /// (`lab fault list` shows each kind's).
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// Switch it on this long from now, e.g. 30s (a detached
+        /// scheduler waits; `lab fault clear` does not stop it).
+        #[arg(long, value_parser = super::parse_duration)]
+        after: Option<Duration>,
+        /// Seed the services' random draws (and the proxy's jitter), so
+        /// the run can be repeated.
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Switch one fault off, or all.
     Clear { kind: Option<String> },
+    /// Applies (and clears) one fault at its time: the detached
+    /// scheduler `inject --after` starts.
+    #[command(hide = true)]
+    Play { spec: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -122,27 +138,81 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
             duration,
             target,
             mode,
+            params,
+            after,
+            seed,
         } => {
-            if let Some(infra) = faults::find(&kind) {
-                if rate.is_some() || duration.is_some() {
-                    bail!(
-                        "{kind} takes --target and --mode, not --rate or --for; clear it with `lab fault clear {kind}`"
-                    );
-                }
-                let applied =
-                    faults::inject(&state, &lab, infra, target.as_deref(), mode.as_deref()).await?;
-                println!("{kind} is on: {} {:?}", applied.component, applied.action);
-                println!("symptoms: {}", infra.symptoms);
+            let infra = faults::find(&kind);
+            if infra.is_some() && rate.is_some() {
+                bail!(
+                    "{kind} takes --target, --mode and --param, not --rate; clear it with `lab fault clear {kind}`"
+                );
+            }
+            if infra.is_none() && (target.is_some() || mode.is_some() || !params.is_empty()) {
+                bail!(
+                    "{kind} is a service's switch: it takes --rate and --for, not --target, --mode or --param"
+                );
+            }
+            if infra.is_none() {
+                service_of(&kind)?;
+            }
+            if let Some(seed) = seed {
+                switches::set_seed(&state, &lab, Some(seed)).await?;
+            }
+            // Later, or an infrastructure fault that must be undone later:
+            // a detached scheduler does it.
+            if after.is_some() || (infra.is_some() && duration.is_some()) {
+                let secs = |d: Duration| format!("{}s", d.as_secs());
+                let spec = crate::scenario::FaultSpec {
+                    kind: kind.clone(),
+                    rate,
+                    target,
+                    mode,
+                    after: Some(secs(after.unwrap_or_default())),
+                    duration: duration.map(secs),
+                    params: params
+                        .into_iter()
+                        .map(|(k, v)| (k, crate::scenario::ParamValue::Text(v)))
+                        .collect(),
+                };
+                let pid = crate::scenario::run::spawn_player(&state, &spec)?;
+                println!(
+                    "{kind} scheduled: on in {}{} (scheduler pid {pid}, log {})",
+                    spec.after.as_deref().unwrap_or("0s"),
+                    spec.duration
+                        .as_deref()
+                        .map(|d| format!(", off {d} later"))
+                        .unwrap_or_default(),
+                    state.logs().join(format!("fault-{kind}.log")).display()
+                );
                 return Ok(());
             }
-            if target.is_some() || mode.is_some() {
-                bail!(
-                    "{kind} is a service's switch: it takes --rate and --for, not --target or --mode"
-                );
+            if let Some(infra) = infra {
+                let params: faults::Params = params.into_iter().collect();
+                let applied = faults::inject(
+                    &state,
+                    &lab,
+                    infra,
+                    target.as_deref(),
+                    mode.as_deref(),
+                    &params,
+                )
+                .await?;
+                println!("{kind} is on: {} {:?}", applied.component, applied.action);
+                if let Some(toxics) = &applied.toxics {
+                    println!("toxics: {}", serde_json::to_string(toxics)?);
+                }
+                println!("symptoms: {}", infra.symptoms);
+                return Ok(());
             }
             let service = service_of(&kind)?;
             let answer = switches::switch_on(&state, &lab, &kind, rate, duration).await?;
             println!("{kind} is on in {service} at rate {}", answer["rate"]);
+        }
+        FaultCommand::Play { spec } => {
+            let spec: crate::scenario::FaultSpec = serde_json::from_str(&spec)
+                .context("the scheduled fault is not a fault spec (this command is for the lab itself)")?;
+            crate::scenario::run::play(&state, &lab, &[spec], None).await?;
         }
         FaultCommand::Clear { kind } => match kind {
             Some(kind) if faults::find(&kind).is_some() => {
@@ -204,6 +274,16 @@ pub async fn traffic(state_dir: Option<PathBuf>, args: TrafficArgs) -> Result<()
     .await?;
     println!("traffic: {answer}");
     Ok(())
+}
+
+/// `key=value`, as `--param` takes it.
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!("`{text}` is not key=value, e.g. latency_ms=500")),
+    }
 }
 
 /// The slow-query fault's session: the lock held two seconds in every two

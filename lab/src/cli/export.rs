@@ -229,7 +229,7 @@ mod tests {
         let text = render(folder, Backends::Lgtm, "127.0.0.1".parse().unwrap()).unwrap();
         let doc: Value = yaml_serde::from_str(&text).unwrap();
         let services = doc["services"].as_object().unwrap();
-        assert_eq!(services.len(), 9);
+        assert_eq!(services.len(), 10);
         assert_eq!(doc["services"]["tempo"]["image"], "grafana/tempo:2.4.1");
         assert_eq!(
             doc["services"]["grafana"]["ports"][0],
@@ -245,7 +245,17 @@ mod tests {
         );
         assert_eq!(
             doc["services"]["mythical-server"]["depends_on"],
-            json!(["postgres", "alloy"])
+            json!(["db-proxy", "alloy"])
+        );
+        assert_eq!(
+            doc["services"]["db-proxy"]["ports"][0],
+            "127.0.0.1:8474:8474"
+        );
+        assert!(
+            doc["services"]["db-proxy"]["environment"]["MYTHICAL_ADMIN_TOKEN"]
+                .as_str()
+                .unwrap()
+                .starts_with("${")
         );
         assert!(doc["volumes"]["postgres"].is_object());
         assert!(

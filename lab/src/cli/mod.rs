@@ -1,11 +1,13 @@
 //! The commands: each parses into typed arguments and calls the library.
 
 pub mod backend;
+pub mod console;
 pub mod control;
 pub mod diagnose;
 pub mod export;
 pub mod images;
 pub mod inspect;
+pub mod proxy;
 pub mod query;
 pub mod scenario;
 pub mod stack;

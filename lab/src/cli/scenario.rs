@@ -72,7 +72,7 @@ fn running_lab(state: &StateDir) -> Result<LabState> {
         .context("the lab is not up: run `lab up` first")
 }
 
-fn postgres_port(lab: &LabState) -> Option<u16> {
+pub(crate) fn postgres_port(lab: &LabState) -> Option<u16> {
     lab.components
         .iter()
         .find(|c| c.name == "postgres")

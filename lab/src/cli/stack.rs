@@ -110,6 +110,9 @@ pub async fn up(state_dir: Option<PathBuf>, args: UpArgs) -> Result<()> {
             }
         }
     };
+    // The console is the lab's window, not a part of the stack: a lab
+    // whose console cannot start is still up.
+    let console = crate::console::start(&state).await;
     println!(
         "{} (runtime {}, backends {})",
         render::bold("the lab is up"),
@@ -144,6 +147,15 @@ pub async fn up(state_dir: Option<PathBuf>, args: UpArgs) -> Result<()> {
             println!("  {what:<28} {link}");
         }
     }
+    match &console {
+        Ok(console) => println!(
+            "  {:<20} {:<10} http {}",
+            "console",
+            format!("pid {}", console.pid),
+            console.url
+        ),
+        Err(e) => eprintln!("the console did not start: {e:#}"),
+    }
     println!();
     println!("next: `lab status`, `lab query traceql '{{ status = error }}'`, `lab down`");
     println!("state and the admin token: {}", state.root().display());
@@ -163,6 +175,7 @@ async fn native_up(state: &StateDir, args: &UpArgs) -> Result<LabState> {
 pub async fn down(state_dir: Option<PathBuf>, args: DownArgs) -> Result<()> {
     let state = StateDir::resolve(state_dir)?;
     let recorded = state.load()?;
+    crate::console::stop(&state);
     if let Some(lab) = &recorded
         && lab.runtime == "native"
     {
@@ -233,6 +246,7 @@ pub async fn status(state_dir: Option<PathBuf>, args: StatusArgs) -> Result<()> 
     let healths = healths(&lab).await?;
     let components: Vec<_> = lab.components.iter().zip(&healths).collect();
     let memory_total: u64 = lab.components.iter().filter_map(|c| c.memory_mib).sum();
+    let console = crate::console::running(&state);
     if args.json {
         let list: Vec<_> = components
             .iter()
@@ -247,6 +261,9 @@ pub async fn status(state_dir: Option<PathBuf>, args: StatusArgs) -> Result<()> 
             .collect();
         let mut answer =
             json!({ "runtime": lab.runtime, "backends": lab.backends, "components": list });
+        if let Some(console) = &console {
+            answer["endpoints"] = json!({ "console": console.url });
+        }
         if lab.runtime == "docker" {
             answer["memory_limit_mib"] = json!(memory_total);
         }
@@ -289,6 +306,10 @@ pub async fn status(state_dir: Option<PathBuf>, args: StatusArgs) -> Result<()> 
     );
     if lab.runtime == "docker" {
         println!("memory limits: {memory_total} MiB in all");
+    }
+    match &console {
+        Some(console) => println!("console: {}", console.url),
+        None => println!("console: not running (`lab console` starts it)"),
     }
     if components.iter().any(|(_, h)| *h != "healthy") {
         std::process::exit(3);

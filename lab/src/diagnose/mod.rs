@@ -3,6 +3,7 @@
 //! deepest failing span → its log lines (LogQL) → what Postgres' catalogue
 //! says → a root cause from [`rules`].
 
+mod network;
 mod quiet;
 mod rules;
 
@@ -330,6 +331,9 @@ pub async fn diagnose(
     if let Some(diagnosis) = infrastructure(client, postgres_port, components, window).await? {
         return Ok(diagnosis);
     }
+    if let Some(diagnosis) = network::find(client, postgres_port, window).await? {
+        return Ok(diagnosis);
+    }
     let mut evidence = Vec::new();
 
     // 1. Metrics: where do the 5xx come from?
@@ -367,6 +371,10 @@ pub async fn diagnose(
         .filter(|v| v.is_finite())
         .unwrap_or(0.0);
     if trace_id.is_some() && share < BACKGROUND_SHARE && failing_traces < BACKGROUND_TRACES {
+        // A fault that fails nothing still shows under the background.
+        if let Some(diagnosis) = quiet::find(client, postgres_port, window).await? {
+            return Ok(diagnosis);
+        }
         evidence.push(Evidence {
             signal: "metrics",
             query: share_query.into(),

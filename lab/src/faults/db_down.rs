@@ -13,6 +13,7 @@ pub const KIND: InfraKind = InfraKind {
                (connection refused or pool timed out); `lab status` shows postgres stopped",
     component,
     action,
+    toxics: None,
 };
 
 fn component(target: Option<&str>) -> Result<String> {

@@ -1,10 +1,13 @@
 //! Fault kinds the lab applies to the infrastructure rather than through a
-//! service's switch: through the engine (docker) or process control
-//! (native). Each kind is one file with its parameters, apply, clear and
-//! the symptoms it causes; what is applied is recorded in the state folder
-//! so `lab fault clear` can undo it.
+//! service's switch: through the engine (docker), process control
+//! (native) or the db-proxy's admin API (the network). Each kind is one
+//! file with its parameters, apply, clear and the symptoms it causes; what
+//! is applied is recorded in the state folder so `lab fault clear` can undo
+//! it.
 
+mod connection_reset;
 mod db_down;
+mod network_latency;
 mod service_crash;
 mod slow_query;
 pub mod switches;
@@ -12,6 +15,7 @@ pub mod switches;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
+use lab_proxy::Toxics;
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::{docker, process};
@@ -27,9 +31,21 @@ pub struct InfraKind {
     pub component: fn(Option<&str>) -> Result<String>,
     /// The action from `--mode` (or its default for the runtime).
     pub action: fn(Option<&str>, &str) -> Result<Action>,
+    /// A network kind: the db-proxy's toxics from `--param key=value`.
+    /// `None` for a kind that takes no parameters.
+    pub toxics: Option<fn(&Params) -> Result<Toxics>>,
 }
 
-pub const INFRA_FAULTS: &[&InfraKind] = &[&db_down::KIND, &service_crash::KIND, &slow_query::KIND];
+/// `--param key=value` pairs (a scenario's `params:`), as given.
+pub type Params = BTreeMap<String, String>;
+
+pub const INFRA_FAULTS: &[&InfraKind] = &[
+    &db_down::KIND,
+    &service_crash::KIND,
+    &slow_query::KIND,
+    &network_latency::KIND,
+    &connection_reset::KIND,
+];
 
 /// Every fault kind the lab knows, in the order a catalogue lists them:
 /// the database's own errors first, then infrastructure, network,
@@ -41,6 +57,8 @@ pub const KINDS: &[&str] = &[
     "slow-query",
     "db-down",
     "pool-exhaustion",
+    "network-latency",
+    "connection-reset",
     "table-wipe",
     "bad-deploy",
     "cpu-hog",
@@ -68,6 +86,8 @@ pub enum Action {
     /// A detached session holding a lock on a table (the component is the
     /// beast).
     Lock,
+    /// Toxics set on the db-proxy through its admin API.
+    Toxic,
 }
 
 impl std::fmt::Display for Action {
@@ -77,6 +97,7 @@ impl std::fmt::Display for Action {
             Action::Stop => "stopped",
             Action::Kill => "killed",
             Action::Lock => "locked",
+            Action::Toxic => "degraded",
         })
     }
 }
@@ -88,7 +109,8 @@ impl Action {
             "stop" => Ok(Action::Stop),
             "kill" => Ok(Action::Kill),
             "lock" => Ok(Action::Lock),
-            other => bail!("unknown mode `{other}`: the modes are pause, stop, kill, lock"),
+            "toxic" => Ok(Action::Toxic),
+            other => bail!("unknown mode `{other}`: the modes are pause, stop, kill, lock, toxic"),
         }
     }
 }
@@ -104,6 +126,75 @@ pub struct Applied {
     /// The process holding a lock (`slow-query`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder_pid: Option<u32>,
+    /// The toxics a network kind set on the db-proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toxics: Option<Toxics>,
+}
+
+/// Reads one parameter, or its default when absent.
+fn param<T: std::str::FromStr>(params: &Params, key: &str, default: T, wants: &str) -> Result<T> {
+    match params.get(key) {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--param {key}={text}: expected {wants}")),
+    }
+}
+
+/// Refuses a parameter the kind does not know (a typo never passes
+/// silently).
+fn known_params(kind: &str, params: &Params, known: &[&str]) -> Result<()> {
+    if let Some(unknown) = params.keys().find(|k| !known.contains(&k.as_str())) {
+        bail!(
+            "{kind} has no parameter `{unknown}`: its parameters are {}",
+            known.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The toxics of every network fault on at once: each sets its own
+/// fields, so latency and resets add up on the one proxy.
+fn combined<'a>(all: impl IntoIterator<Item = &'a Toxics>) -> Toxics {
+    let mut out = Toxics::default();
+    for t in all {
+        if t.latency > 0 || t.jitter > 0 || t.bandwidth.is_some() {
+            out.direction = t.direction;
+        }
+        out.latency = out.latency.max(t.latency);
+        out.jitter = out.jitter.max(t.jitter);
+        out.seed = out.seed.or(t.seed);
+        out.reset = out.reset.max(t.reset);
+        out.reset_after_bytes = out.reset_after_bytes.max(t.reset_after_bytes);
+        out.existing |= t.existing;
+        out.bandwidth = out.bandwidth.or(t.bandwidth);
+        out.down |= t.down;
+    }
+    out
+}
+
+/// Replaces the db-proxy's toxics (none left: clears them).
+async fn set_toxics(state: &StateDir, proxy: &Running, toxics: &Toxics) -> Result<()> {
+    let admin = proxy
+        .endpoints
+        .get("admin")
+        .with_context(|| format!("the lab's record has no admin API for {}", proxy.name))?;
+    let url = format!("{admin}/toxics");
+    let token = state.admin_token()?;
+    if *toxics == Toxics::default() {
+        switches::call(reqwest::Method::DELETE, url, &token, None).await?;
+    } else {
+        switches::call(
+            reqwest::Method::PUT,
+            url,
+            &token,
+            Some(serde_json::to_value(toxics)?),
+        )
+        .await
+        .with_context(|| format!("{} refused the toxics", proxy.name))?;
+    }
+    Ok(())
 }
 
 fn load(state: &StateDir) -> Result<BTreeMap<String, Applied>> {
@@ -149,6 +240,7 @@ pub async fn inject(
     kind: &InfraKind,
     target: Option<&str>,
     mode: Option<&str>,
+    params: &Params,
 ) -> Result<Applied> {
     let mut applied = load(state)?;
     if applied.contains_key(kind.name) {
@@ -160,18 +252,31 @@ pub async fn inject(
     }
     let name = (kind.component)(target)?;
     let action = (kind.action)(mode, &lab.runtime)?;
-    let holder_pid = if action == Action::Lock {
-        Some(lock_holder(state, lab, &name)?)
-    } else {
-        act(lab, component(lab, &name)?, action, false).await?;
-        None
+    let toxics = match kind.toxics {
+        Some(toxics) => Some(toxics(params)?),
+        None if params.is_empty() => None,
+        None => bail!("{} takes no --param", kind.name),
     };
+    let mut holder_pid = None;
+    match (action, &toxics) {
+        (Action::Lock, _) => holder_pid = Some(lock_holder(state, lab, &name)?),
+        (Action::Toxic, Some(toxics)) => {
+            let on = applied
+                .values()
+                .filter(|a| a.component == name)
+                .filter_map(|a| a.toxics.as_ref());
+            set_toxics(state, component(lab, &name)?, &combined(on.chain([toxics]))).await?;
+        }
+        (Action::Toxic, None) => bail!("{} sets no toxics", kind.name),
+        _ => act(lab, component(lab, &name)?, action, false).await?,
+    }
     let record = Applied {
         kind: kind.name.to_owned(),
         component: name,
         action,
         since: crate::runtime::now_secs(),
         holder_pid,
+        toxics,
     };
     applied.insert(kind.name.to_owned(), record.clone());
     save(state, &applied)?;
@@ -200,6 +305,16 @@ pub async fn clear(state: &StateDir, lab: &LabState, kind: Option<&str>) -> Resu
             continue;
         }
         let running = component(lab, &record.component)?;
+        if record.action == Action::Toxic {
+            let left = applied
+                .values()
+                .filter(|a| a.component == record.component)
+                .filter_map(|a| a.toxics.as_ref());
+            set_toxics(state, running, &combined(left)).await?;
+            save(state, &applied)?;
+            undone.push(record);
+            continue;
+        }
         act(lab, running, record.action, true).await?;
         save(state, &applied)?;
         wait_healthy(lab, running).await?;
@@ -219,10 +334,12 @@ fn lock_holder(state: &StateDir, lab: &LabState, beast: &str) -> Result<u32> {
         .context("the lab's record has no Postgres port")?;
     let lab_binary = std::env::current_exe().context("cannot find the lab binary")?;
     let mut command = std::process::Command::new(lab_binary);
-    command
-        .arg("--state-dir")
-        .arg(state.root())
-        .args(["hold-lock", beast, "--port", &port.to_string()]);
+    command.arg("--state-dir").arg(state.root()).args([
+        "hold-lock",
+        beast,
+        "--port",
+        &port.to_string(),
+    ]);
     process::spawn(command, &state.logs().join("slow-query.log"))
 }
 
@@ -251,25 +368,6 @@ async fn wait_healthy(lab: &LabState, running: &Running) -> Result<()> {
             );
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use mythical_services::faults::{REQUESTER_FAULTS, SERVER_FAULTS};
-
-    #[test]
-    fn the_catalogue_order_names_every_kind_once() {
-        let mut listed: Vec<&str> = super::KINDS.to_vec();
-        let mut known: Vec<&str> = SERVER_FAULTS
-            .iter()
-            .chain(REQUESTER_FAULTS)
-            .map(|k| k.name)
-            .chain(super::INFRA_FAULTS.iter().map(|k| k.name))
-            .collect();
-        listed.sort_unstable();
-        known.sort_unstable();
-        assert_eq!(listed, known);
     }
 }
 
@@ -308,13 +406,14 @@ async fn act(lab: &LabState, running: &Running, action: Action, undo: bool) -> R
             }
             (Action::Stop | Action::Kill, true) => docker.start_container(container, None).await,
             (Action::Lock, _) => bail!("a lock is held by its own process, not by the engine"),
+            (Action::Toxic, _) => bail!("toxics are set through the db-proxy's admin API"),
         };
         return result.with_context(|| format!("the engine refused to act on {container}"));
     }
     // Natively only a pause can be undone: a stopped process would need
     // the whole start-up again.
-    if action == Action::Lock {
-        bail!("a lock is held by its own process, not applied to a component");
+    if matches!(action, Action::Lock | Action::Toxic) {
+        bail!("a lock or a toxic is applied by its own means, not to a process");
     }
     if action != Action::Pause {
         bail!(
@@ -337,4 +436,49 @@ async fn act(lab: &LabState, running: &Running, action: Action, undo: bool) -> R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use mythical_services::faults::{REQUESTER_FAULTS, SERVER_FAULTS};
+
+    #[test]
+    fn the_catalogue_order_names_every_kind_once() {
+        let mut listed: Vec<&str> = super::KINDS.to_vec();
+        let mut known: Vec<&str> = SERVER_FAULTS
+            .iter()
+            .chain(REQUESTER_FAULTS)
+            .map(|k| k.name)
+            .chain(super::INFRA_FAULTS.iter().map(|k| k.name))
+            .collect();
+        listed.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(listed, known);
+    }
+
+    #[test]
+    fn network_faults_on_together_add_up_on_the_one_proxy() {
+        let latency = super::Toxics {
+            latency: 300,
+            jitter: 100,
+            seed: Some(3),
+            direction: lab_proxy::Direction::Upstream,
+            ..Default::default()
+        };
+        let reset = super::Toxics {
+            reset: 1.0,
+            reset_after_bytes: 64,
+            existing: true,
+            ..Default::default()
+        };
+        let both = super::combined([&latency, &reset]);
+        assert_eq!((both.latency, both.jitter, both.seed), (300, 100, Some(3)));
+        assert_eq!(both.direction, lab_proxy::Direction::Upstream);
+        assert_eq!(
+            (both.reset, both.reset_after_bytes, both.existing),
+            (1.0, 64, true)
+        );
+        assert_eq!(super::combined([&reset]).latency, 0);
+        assert_eq!(super::combined([]), super::Toxics::default());
+    }
 }

@@ -13,6 +13,7 @@ pub const KIND: InfraKind = InfraKind {
                `lab status` shows the service stopped",
     component,
     action,
+    toxics: None,
 };
 
 fn component(target: Option<&str>) -> Result<String> {

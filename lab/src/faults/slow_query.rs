@@ -15,12 +15,15 @@ pub const KIND: InfraKind = InfraKind {
                pg_stat_activity shows sessions waiting on a lock",
     component,
     action,
+    toxics: None,
 };
 
 fn component(target: Option<&str>) -> Result<String> {
     let beast = target.unwrap_or("owlbear");
     if beast.parse::<mythical_storage::Beast>().is_err() {
-        bail!("slow-query locks a beast's table: unicorn, manticore, illithid, owlbear or beholder, not {beast}");
+        bail!(
+            "slow-query locks a beast's table: unicorn, manticore, illithid, owlbear or beholder, not {beast}"
+        );
     }
     Ok(beast.to_owned())
 }

@@ -112,3 +112,16 @@ pub async fn switch_off_all(state: &StateDir, lab: &LabState) -> Result<()> {
     }
     Ok(())
 }
+
+/// Seeds both services' random draws (`None`: back to fresh entropy).
+pub async fn set_seed(state: &StateDir, lab: &LabState, seed: Option<u64>) -> Result<()> {
+    for service in ["mythical-server", "mythical-requester"] {
+        let (url, token) = admin(state, lab, service)?;
+        let (method, body) = match seed {
+            Some(seed) => (reqwest::Method::PUT, Some(json!({ "seed": seed }))),
+            None => (reqwest::Method::DELETE, None),
+        };
+        call(method, format!("{url}/admin/seed"), &token, body).await?;
+    }
+    Ok(())
+}

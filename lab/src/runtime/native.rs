@@ -1,7 +1,7 @@
 //! The native runtime: the stack plan as processes on this machine —
 //! Postgres from its own binaries (initdb into the state folder on first
-//! up), the embedded backend and the two services run by the `lab` binary
-//! itself, each logged to the state folder.
+//! up), the db-proxy, the embedded backend and the two services run by the
+//! `lab` binary itself, each logged to the state folder.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -35,6 +35,8 @@ fn choose_ports() -> Ports {
     };
     Ports {
         postgres: pick(15432),
+        proxy: pick(15433),
+        proxy_admin: pick(plan::PROXY_ADMIN_PORT),
         query: pick(lab_backend::DEFAULT_QUERY_PORT),
         otlp_grpc: pick(lab_backend::DEFAULT_OTLP_GRPC_PORT),
         otlp_http: pick(lab_backend::DEFAULT_OTLP_HTTP_PORT),
@@ -123,6 +125,16 @@ fn start(
             postgres_command(state, bindir, ports.postgres)?,
             state.postgres_data().display().to_string(),
         ),
+        Kind::Proxy => {
+            let mut command = Command::new(&lab);
+            command
+                .args(["--state-dir", &marker, "proxy"])
+                .args(["--listen", &format!("127.0.0.1:{}", ports.proxy)])
+                .args(["--upstream", &format!("127.0.0.1:{}", ports.postgres)])
+                .args(["--admin", &format!("127.0.0.1:{}", ports.proxy_admin)])
+                .env("MYTHICAL_ADMIN_TOKEN", token);
+            (command, marker)
+        }
         Kind::Backend => {
             let mut command = Command::new(&lab);
             command
@@ -175,9 +187,10 @@ fn start(
                     format!("http://127.0.0.1:{}", ports.query),
                 );
             if component.kind == Kind::Server {
+                // Through the db-proxy, where the network faults act.
                 command
                     .env("MYTHICAL_DATABASE_HOST", "127.0.0.1")
-                    .env("MYTHICAL_DATABASE_HOST_PORT", ports.postgres.to_string())
+                    .env("MYTHICAL_DATABASE_HOST_PORT", ports.proxy.to_string())
                     .env("MYTHICAL_DATABASE_USER", "postgres")
                     .env("MYTHICAL_DATABASE_PASSWORD", "mythical")
                     .env(
@@ -354,6 +367,9 @@ pub async fn health_of_endpoints(running: &Running) -> &'static str {
             .map(|port| Health::Postgres { port }),
         "backend" => running.endpoints.get("query").map(|u| Health::Http {
             url: format!("{u}/ready"),
+        }),
+        "db-proxy" => running.endpoints.get("admin").map(|u| Health::Http {
+            url: format!("{u}/healthz"),
         }),
         "tempo" | "loki" | "mimir" | "pyroscope" => {
             running.endpoints.get("http").map(|u| Health::Http {

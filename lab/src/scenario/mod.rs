@@ -9,6 +9,7 @@ pub mod catalogue;
 pub mod check;
 pub mod run;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -87,6 +88,51 @@ pub struct FaultSpec {
     /// Cleared this long after it was applied.
     #[serde(default, rename = "for")]
     pub duration: Option<String>,
+    /// A network fault's parameters (`latency_ms: 500`), as `--param`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, ParamValue>,
+}
+
+/// One parameter's value: whatever scalar the YAML holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Bool(b) => write!(f, "{b}"),
+            ParamValue::Int(i) => write!(f, "{i}"),
+            ParamValue::Float(x) => write!(f, "{x}"),
+            ParamValue::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl FaultSpec {
+    /// The parameters as the fault kinds read them, with the scenario's
+    /// seed unless the fault gives its own.
+    pub fn params(&self, seed: Option<u64>) -> crate::faults::Params {
+        let mut params: crate::faults::Params = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        let takes_seed = crate::faults::find(&self.kind).is_some_and(|k| k.toxics.is_some());
+        if let Some(seed) = seed
+            && takes_seed
+        {
+            params
+                .entry("seed".into())
+                .or_insert_with(|| seed.to_string());
+        }
+        params
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -289,6 +335,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
                 ),
             ));
         }
+        if !fault.params.is_empty() {
+            let checked = match crate::faults::find(&fault.kind).and_then(|k| k.toxics) {
+                Some(toxics) => toxics(&fault.params(None)).map(|_| ()),
+                None => Err(anyhow::anyhow!(
+                    "{} takes no params: only the network faults do",
+                    fault.kind
+                )),
+            };
+            if let Err(e) = checked {
+                return Err(fail("params:", format!("params of {}: {e:#}", fault.kind)));
+            }
+        }
         if let Some(rate) = fault.rate
             && !(0.0..=1.0).contains(&rate)
         {
@@ -455,5 +513,27 @@ solution: The server drops the name.
 
         let err = parse(Path::new("scenarios/other.yaml"), GOOD).unwrap_err();
         assert!(err.message.contains("name the file sample.yaml"), "{err}");
+    }
+
+    #[test]
+    fn network_params_are_checked_and_carry_the_seed() {
+        let path = Path::new("scenarios/sample.yaml");
+        let network = GOOD.replace(
+            "  - kind: null-name\n    rate: 1",
+            "  - kind: network-latency\n    params:\n      latency_ms: 500\n      direction: upstream",
+        );
+        let scenario = parse(path, &network).unwrap();
+        let params = scenario.faults[0].params(Some(9));
+        assert_eq!(params["latency_ms"], "500");
+        assert_eq!(params["direction"], "upstream");
+        assert_eq!(params["seed"], "9");
+
+        let typo = network.replace("latency_ms: 500", "latency: 500");
+        let err = parse(path, &typo).unwrap_err();
+        assert!(err.message.contains("no parameter `latency`"), "{err}");
+
+        let switch = GOOD.replace("    rate: 1", "    params:\n      latency_ms: 5");
+        let err = parse(path, &switch).unwrap_err();
+        assert!(err.message.contains("null-name takes no params"), "{err}");
     }
 }

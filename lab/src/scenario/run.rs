@@ -49,8 +49,14 @@ fn duration(text: &Option<String>) -> Result<Option<Duration>> {
         .map_err(|e| anyhow::anyhow!(e))
 }
 
-/// Applies one fault now: a service's switch or an infrastructure fault.
-pub async fn apply(state: &StateDir, lab: &LabState, fault: &FaultSpec) -> Result<()> {
+/// Applies one fault now: a service's switch or an infrastructure fault
+/// (a network one with its params, and the scenario's seed for its draws).
+pub async fn apply(
+    state: &StateDir,
+    lab: &LabState,
+    fault: &FaultSpec,
+    seed: Option<u64>,
+) -> Result<()> {
     if let Some(kind) = faults::find(&fault.kind) {
         faults::inject(
             state,
@@ -58,6 +64,7 @@ pub async fn apply(state: &StateDir, lab: &LabState, fault: &FaultSpec) -> Resul
             kind,
             fault.target.as_deref(),
             fault.mode.as_deref(),
+            &fault.params(seed),
         )
         .await?;
     } else {
@@ -79,8 +86,15 @@ pub async fn clear_all(state: &StateDir, lab: &LabState) -> Result<()> {
     switches::switch_off_all(state, lab).await
 }
 
-/// Starts `scenario` on a clean lab: no fault on before its own.
-pub async fn start(state: &StateDir, lab: &LabState, scenario: &Scenario) -> Result<Active> {
+/// Starts `scenario` on a clean lab: no fault on before its own. A seed
+/// (given, or the scenario's own) restarts both services' random draws
+/// from it, so the run repeats.
+pub async fn start(
+    state: &StateDir,
+    lab: &LabState,
+    scenario: &Scenario,
+    seed: Option<u64>,
+) -> Result<Active> {
     if let Some(running) = active(state)? {
         bail!(
             "scenario `{}` is running: `lab scenario stop` first",
@@ -96,10 +110,12 @@ pub async fn start(state: &StateDir, lab: &LabState, scenario: &Scenario) -> Res
         );
     }
     clear_all(state, lab).await?;
+    let seed = seed.or(scenario.seed);
+    switches::set_seed(state, lab, seed).await?;
     let (now, later): (Vec<&FaultSpec>, Vec<&FaultSpec>) =
         scenario.faults.iter().partition(|f| f.after.is_none());
     for fault in now {
-        apply(state, lab, fault)
+        apply(state, lab, fault, scenario.seed)
             .await
             .with_context(|| format!("applying {}", fault.kind))?;
     }
@@ -127,19 +143,32 @@ pub async fn start(state: &StateDir, lab: &LabState, scenario: &Scenario) -> Res
     let running = Active {
         id: scenario.id.clone(),
         started_at: crate::runtime::now_secs(),
-        seed: scenario.seed,
+        seed,
         scheduler_pid,
     };
     std::fs::write(record(state), serde_json::to_vec_pretty(&running)?)?;
     Ok(running)
 }
 
-/// The scheduler's work: faults with `after:` at their time, and the end
-/// of infrastructure faults with `for:`.
+/// The scheduler's work for a running scenario, with the run's seed.
 pub async fn schedule(state: &StateDir, lab: &LabState, scenario: &Scenario) -> Result<()> {
+    let seed = active(state)?.and_then(|a| a.seed).or(scenario.seed);
+    play(state, lab, &scenario.faults, seed).await
+}
+
+/// Faults with `after:` applied at their time, and infrastructure faults
+/// with `for:` cleared at theirs (a service's switch expires by itself).
+/// What a detached scheduler runs, for a scenario or `lab fault inject
+/// --after`.
+pub async fn play(
+    state: &StateDir,
+    lab: &LabState,
+    specs: &[FaultSpec],
+    seed: Option<u64>,
+) -> Result<()> {
     let started = tokio::time::Instant::now();
     let mut events: Vec<(Duration, &FaultSpec, bool)> = Vec::new();
-    for fault in &scenario.faults {
+    for fault in specs {
         let after = duration(&fault.after)?.unwrap_or_default();
         if fault.after.is_some() {
             events.push((after, fault, true));
@@ -154,7 +183,7 @@ pub async fn schedule(state: &StateDir, lab: &LabState, scenario: &Scenario) -> 
     for (at, fault, on) in events {
         tokio::time::sleep_until(started + at).await;
         let outcome = if on {
-            apply(state, lab, fault).await
+            apply(state, lab, fault, seed).await
         } else {
             faults::clear(state, lab, Some(&fault.kind))
                 .await
@@ -171,6 +200,21 @@ pub async fn schedule(state: &StateDir, lab: &LabState, scenario: &Scenario) -> 
         }
     }
     Ok(())
+}
+
+/// Starts a detached scheduler for faults given by hand (`lab fault
+/// inject --after`, or `--for` on an infrastructure kind).
+pub fn spawn_player(state: &StateDir, spec: &FaultSpec) -> Result<u32> {
+    let lab_binary = std::env::current_exe().context("cannot find the lab binary")?;
+    let mut command = std::process::Command::new(lab_binary);
+    command
+        .arg("--state-dir")
+        .arg(state.root())
+        .args(["fault", "play", &serde_json::to_string(spec)?]);
+    process::spawn(
+        command,
+        &state.logs().join(format!("fault-{}.log", spec.kind)),
+    )
 }
 
 /// Stops the running scenario: its scheduler, its faults (unless the
@@ -190,6 +234,9 @@ pub async fn stop(
             libc::SIGTERM,
             Duration::from_secs(5),
         );
+    }
+    if running.seed.is_some() {
+        switches::set_seed(state, lab, None).await?;
     }
     let cleanup = scenario.map(|s| s.cleanup.clone()).unwrap_or_default();
     if cleanup.clear_faults {

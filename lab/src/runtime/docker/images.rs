@@ -41,7 +41,7 @@ fn default_image(key: &str) -> String {
 pub fn key_of(kind: Kind) -> &'static str {
     match kind {
         Kind::Postgres => "postgres",
-        Kind::Backend | Kind::Server | Kind::Requester => "mythical",
+        Kind::Backend | Kind::Proxy | Kind::Server | Kind::Requester => "mythical",
         Kind::Alloy => "alloy",
         Kind::Tempo => "tempo",
         Kind::Loki => "loki",

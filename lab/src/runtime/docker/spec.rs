@@ -131,7 +131,8 @@ pub struct Context<'a> {
 /// port name.
 pub fn container_port(kind: Kind, port: &str) -> u16 {
     match (kind, port) {
-        (Kind::Postgres, _) => 5432,
+        (Kind::Postgres, _) | (Kind::Proxy, "postgres") => 5432,
+        (Kind::Proxy, _) => crate::plan::PROXY_ADMIN_PORT,
         (Kind::Backend, "query") => 3200,
         (Kind::Backend | Kind::Alloy, "otlp_grpc") => 4317,
         (Kind::Backend | Kind::Alloy, "otlp_http") => 4318,
@@ -152,6 +153,8 @@ pub fn container_port(kind: Kind, port: &str) -> u16 {
 pub fn memory_mib(kind: Kind) -> u64 {
     match kind {
         Kind::Postgres => 256,
+        // Bytes in flight only: at most 512 KiB per direction per connection.
+        Kind::Proxy => 32,
         Kind::Backend => 192,
         Kind::Server | Kind::Requester => 128,
         Kind::Alloy => 256,
@@ -231,6 +234,18 @@ pub fn render(component: &Component, ctx: &Context) -> ContainerSpec {
                 env(&[("POSTGRES_PASSWORD", POSTGRES_PASSWORD)]),
             )
         }
+        Kind::Proxy => (
+            vec![
+                "proxy".to_owned(),
+                "--listen".to_owned(),
+                "0.0.0.0:5432".to_owned(),
+                "--upstream".to_owned(),
+                "postgres:5432".to_owned(),
+                "--admin".to_owned(),
+                format!("0.0.0.0:{}", crate::plan::PROXY_ADMIN_PORT),
+            ],
+            env(&[("MYTHICAL_ADMIN_TOKEN", ctx.admin_token)]),
+        ),
         Kind::Backend => {
             mounts.push(volume(ctx, "backend", "/var/lib/lab-backend"));
             (
@@ -257,7 +272,8 @@ pub fn render(component: &Component, ctx: &Context) -> ContainerSpec {
         Kind::Server => {
             let mut vars = otlp_env(ctx);
             vars.extend(env(&[
-                ("MYTHICAL_DATABASE_HOST", "postgres"),
+                // Through the db-proxy, where the network faults act.
+                ("MYTHICAL_DATABASE_HOST", "db-proxy"),
                 ("MYTHICAL_DATABASE_HOST_PORT", "5432"),
                 ("MYTHICAL_DATABASE_USER", "postgres"),
                 ("MYTHICAL_DATABASE_PASSWORD", POSTGRES_PASSWORD),
@@ -355,7 +371,12 @@ pub fn render(component: &Component, ctx: &Context) -> ContainerSpec {
             .iter()
             .map(|(name, host)| (container_port(kind, name), *host))
             .collect(),
-        publish_address: ctx.publish_address,
+        // The proxy's admin API switches faults: never beyond this machine.
+        publish_address: if kind == Kind::Proxy {
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        } else {
+            ctx.publish_address
+        },
         mounts,
         memory_mib: memory_mib(kind),
         labels: ctx.lab.labels(Some(component.name)),
@@ -400,6 +421,7 @@ mod tests {
             names,
             [
                 "postgres",
+                "db-proxy",
                 "tempo",
                 "loki",
                 "mimir",
@@ -437,7 +459,11 @@ mod tests {
         );
         assert_eq!(
             by("mythical-server").env["MYTHICAL_DATABASE_HOST"],
-            "postgres"
+            "db-proxy"
+        );
+        assert_eq!(
+            by("mythical-server").env["MYTHICAL_DATABASE_HOST_PORT"],
+            "5432"
         );
         assert_eq!(by("grafana").env["GF_AUTH_ANONYMOUS_ENABLED"], "true");
         assert_eq!(by("grafana").env["GF_SECURITY_ADMIN_PASSWORD"], "grafana");
@@ -465,6 +491,35 @@ mod tests {
     }
 
     #[test]
+    fn db_proxy_runs_the_lab_image_before_postgres_with_its_admin_on_loopback_only() {
+        let all = specs(Backends::Embedded, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let proxy = all.iter().find(|s| s.component == "db-proxy").unwrap();
+        let server = all
+            .iter()
+            .find(|s| s.component == "mythical-server")
+            .unwrap();
+        assert_eq!(proxy.image, server.image);
+        assert_eq!(
+            proxy.cmd,
+            [
+                "proxy",
+                "--listen",
+                "0.0.0.0:5432",
+                "--upstream",
+                "postgres:5432",
+                "--admin",
+                "0.0.0.0:8474"
+            ]
+        );
+        assert_eq!(proxy.env["MYTHICAL_ADMIN_TOKEN"], "token");
+        assert_eq!(proxy.memory_mib, 32);
+        assert_eq!(proxy.ports.iter().map(|p| p.0).collect::<Vec<_>>(), [8474]);
+        assert!(proxy.publish_address.is_loopback());
+        assert!(!server.publish_address.is_loopback());
+        assert_eq!(server.env["MYTHICAL_DATABASE_HOST"], "db-proxy");
+    }
+
+    #[test]
     fn embedded_specs_send_telemetry_to_the_backend_container() {
         let all = specs(Backends::Embedded, IpAddr::V4(Ipv4Addr::LOCALHOST));
         let names: Vec<&str> = all.iter().map(|s| s.component.as_str()).collect();
@@ -472,21 +527,22 @@ mod tests {
             names,
             [
                 "postgres",
+                "db-proxy",
                 "backend",
                 "mythical-server",
                 "mythical-requester"
             ]
         );
-        let backend = &all[1];
+        let backend = &all[2];
         assert_eq!(
             backend.ports.iter().map(|p| p.0).collect::<Vec<_>>(),
             [4317, 4318, 3200]
         );
         assert_eq!(
-            all[3].env["OTEL_EXPORTER_OTLP_ENDPOINT"],
+            all[4].env["OTEL_EXPORTER_OTLP_ENDPOINT"],
             "http://backend:4317"
         );
-        assert_eq!(all[3].cmd, ["service", "requester"]);
+        assert_eq!(all[4].cmd, ["service", "requester"]);
     }
 
     #[test]
