@@ -36,9 +36,12 @@ const ONE_TABLE_SHARE: f64 = 0.6;
 /// request is slowed.
 const BUSY_MEDIAN_MS: f64 = 20.0;
 const BUSY_SAMPLE: usize = 60;
-/// …and when the median time spent outside the database is this long, the
-/// server's own code is what takes it.
+/// …and when the median time spent outside the database is this long, and
+/// most of the request ([`BUSY_SHARE`]), the server's own code is what
+/// takes it. A machine short of CPU for other reasons slows the database
+/// calls as much as the rest.
 const BUSY_OUTSIDE_MS: f64 = 15.0;
+const BUSY_SHARE: f64 = 0.6;
 /// How many traces are opened to split a request's time.
 const BREAKDOWN_TRACES: usize = 10;
 
@@ -261,7 +264,7 @@ async fn slow_query(
             None => by_table.push((table.clone(), 1)),
         }
     }
-    by_table.sort_by(|a, b| b.1.cmp(&a.1));
+    by_table.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     let (table, on_table) = by_table[0].clone();
     if (on_table as f64) < ONE_TABLE_SHARE * slow.len() as f64 {
         return Ok(None);
@@ -371,10 +374,12 @@ async fn cpu_hog(
             example.get_or_insert((trace_id.to_owned(), total, in_db));
         }
     }
-    let Some(outside_ms) = median(outside).filter(|m| *m >= BUSY_OUTSIDE_MS) else {
+    let median_ms = median(totals).unwrap_or_default();
+    let Some(outside_ms) =
+        median(outside).filter(|m| *m >= BUSY_OUTSIDE_MS && *m >= BUSY_SHARE * median_ms)
+    else {
         return Ok(None);
     };
-    let median_ms = median(totals).unwrap_or_default();
     let (trace_id, total, in_db) = example.expect("a median needs a span");
     let mut evidence = vec![Evidence {
         signal: "traces",
