@@ -228,6 +228,75 @@ async fn load_history(otlp: &str) -> (usize, usize) {
     (traces, lines)
 }
 
+/// The history is queryable where it lies: traces and log lines from
+/// 50 to 60 minutes ago (before the lab started), request rates half an
+/// hour ago.
+async fn check_history(query: &str) {
+    let http = reqwest::Client::new();
+    let get = |path: &str, params: Vec<(&str, String)>| {
+        let request = http.get(format!("{query}{path}")).query(&params);
+        async move {
+            let response = request.send().await.unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let now = now_nanos() / 1_000_000_000;
+    let (from, to) = (now - HOUR_SECS, now - 50 * 60);
+    let traces = get(
+        "/api/search",
+        vec![
+            ("q", "{ status = error }".into()),
+            ("start", from.to_string()),
+            ("end", to.to_string()),
+            ("limit", "20".into()),
+        ],
+    )
+    .await;
+    let logs = get(
+        "/loki/api/v1/query_range",
+        vec![
+            (
+                "query",
+                r#"{service_name="mythical-server"} |= "FAILURE""#.into(),
+            ),
+            ("start", (from * 1_000_000_000).to_string()),
+            ("end", (to * 1_000_000_000).to_string()),
+            ("limit", "20".into()),
+        ],
+    )
+    .await;
+    let rate = get(
+        "/api/v1/query",
+        vec![
+            (
+                "query",
+                "sum(rate(mythical_request_times_count[1m]))".into(),
+            ),
+            ("time", (now - 30 * 60).to_string()),
+        ],
+    )
+    .await;
+    let traces = traces["traces"].as_array().map_or(0, Vec::len);
+    let lines: usize = logs["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["values"].as_array().map_or(0, Vec::len))
+        .sum();
+    let rate: f64 = rate["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        traces > 0 && lines > 0 && rate > 0.0,
+        "the history is not queryable: {traces} failing traces and {lines} failure lines an hour ago, {rate} req/s half an hour ago"
+    );
+    eprintln!(
+        "history queryable: failing traces and failure lines an hour ago, {rate:.1} req/s half an hour ago"
+    );
+}
+
 fn number(value: &Value) -> i64 {
     value.as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
 }
@@ -272,6 +341,15 @@ async fn main() {
         traces * 3,
         loading.elapsed().as_secs_f64()
     );
+    let query = status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "backend")
+        .and_then(|c| c["endpoints"]["query"].as_str())
+        .expect("the backend's query endpoint")
+        .to_owned();
+    check_history(&query).await;
     lab.ok(&["scenario", "start", "null-name"]);
     tokio::time::sleep(Duration::from_secs(20)).await;
 
@@ -304,6 +382,7 @@ async fn main() {
         "/metrics?since=1h".to_owned(),
         "/profiles".to_owned(),
         "/diagnose".to_owned(),
+        "/diagnose?fresh=1".to_owned(),
     ];
     println!(
         "console pages, {requests} requests each, one at a time, an hour of data + live traffic with null-name on"

@@ -252,6 +252,7 @@ pub fn explore_link(grafana: &str, step: &crate::scenario::Step) -> Option<Strin
         Language::Traceql => crate::grafana::TEMPO,
         Language::Logql => crate::grafana::LOKI,
         Language::Promql => crate::grafana::MIMIR,
+        Language::Profile => crate::grafana::PYROSCOPE,
         Language::Sql => return None,
     };
     Some(crate::grafana::explore(

@@ -64,7 +64,18 @@ pub async fn run(state_dir: Option<PathBuf>, args: DiagnoseArgs) -> Result<()> {
                     render::bold(&cause.id),
                     cause.summary
                 );
-                println!("  Postgres says: {}", cause.message);
+                // The database rules quote Postgres' own error; the
+                // others state what the evidence measured.
+                let from_postgres = matches!(
+                    cause.id.as_str(),
+                    "null-name" | "missing-name" | "duplicate-name" | "table-wipe"
+                ) || cause.id.starts_with("database-error");
+                let label = if from_postgres {
+                    "Postgres says"
+                } else {
+                    "measured"
+                };
+                println!("  {label}: {}", cause.message);
                 println!("  fix: {}", cause.service);
             }
             None if report.status == "fault" => println!(

@@ -119,7 +119,14 @@ pub struct Console {
     /// The last run of each guide step, (scenario, step) → its result, so
     /// the page shows it after the form's redirect.
     runs: Mutex<HashMap<(String, usize), pages::StepRun>>,
+    /// The last diagnosis: a whole chain of queries and a Postgres session
+    /// (a few hundred ms), so a page reloaded on a projector reuses it for
+    /// [`DIAGNOSIS_REUSE`]; "Diagnose again" always runs a new one.
+    diagnosis: tokio::sync::Mutex<Option<pages::Diagnosed>>,
 }
+
+/// How long a diagnosis is shown again before the page runs a new one.
+pub const DIAGNOSIS_REUSE: Duration = Duration::from_secs(5);
 
 impl Console {
     pub fn new(state: StateDir) -> Console {
@@ -127,6 +134,7 @@ impl Console {
             state,
             client: Mutex::new(None),
             runs: Mutex::new(HashMap::new()),
+            diagnosis: tokio::sync::Mutex::new(None),
         }
     }
 

@@ -311,6 +311,7 @@ fn view_link(language: crate::scenario::Language, query: &str) -> Option<String>
         Language::Traceql => "/traces",
         Language::Logql => "/logs",
         Language::Promql => "/metrics",
+        Language::Profile => "/profiles",
         Language::Sql => return None,
     };
     Some(format!("{path}?q={}", html::encode(query)))
@@ -554,6 +555,16 @@ pub async fn guide(State(console): State<Arc<Console>>, Query(params): Params) -
     .into_response())
 }
 
+/// A diagnosis and when and over what window it ran.
+#[derive(Debug, Clone)]
+pub struct Diagnosed {
+    at: std::time::Instant,
+    since: std::time::Duration,
+    /// Unix seconds, for the page.
+    at_unix: u64,
+    report: crate::diagnose::Diagnosis,
+}
+
 /// The view that shows an evidence's query.
 fn evidence_link(signal: &str, query: &str) -> Option<String> {
     let path = match signal {
@@ -566,7 +577,36 @@ fn evidence_link(signal: &str, query: &str) -> Option<String> {
     Some(format!("{path}?q={}", html::encode(query)))
 }
 
-/// `GET /diagnose`: `lab diagnose`'s report, each evidence linked.
+/// `lab diagnose`'s chain, as the command runs it.
+async fn run_diagnosis(
+    lab: &crate::state::LabState,
+    client: &crate::query::QueryClient,
+    since: std::time::Duration,
+) -> Result<crate::diagnose::Diagnosis, PageError> {
+    let healths = crate::cli::stack::healths(lab)
+        .await
+        .map_err(|e| PageError::from_query("Health unknown", &e))?;
+    let components: Vec<crate::diagnose::ComponentHealth> = lab
+        .components
+        .iter()
+        .zip(healths)
+        .map(|(c, health)| crate::diagnose::ComponentHealth {
+            name: c.name.clone(),
+            health,
+        })
+        .collect();
+    crate::diagnose::diagnose(
+        client,
+        crate::cli::scenario::postgres_port(lab),
+        &components,
+        since,
+    )
+    .await
+    .map_err(|e| PageError::from_query("Diagnosis failed", &e))
+}
+
+/// `GET /diagnose[?since=…][&fresh]`: `lab diagnose`'s report, each
+/// evidence linked.
 pub async fn diagnose(State(console): State<Arc<Console>>, Query(params): Params) -> Page {
     let lab = console.lab()?;
     let client = console.client(&lab)?;
@@ -580,30 +620,33 @@ pub async fn diagnose(State(console): State<Arc<Console>>, Query(params): Params
         })?,
         None => crate::diagnose::LOOKBACK,
     };
-    let healths = crate::cli::stack::healths(&lab)
-        .await
-        .map_err(|e| PageError::from_query("Health unknown", &e))?;
-    let components: Vec<crate::diagnose::ComponentHealth> = lab
-        .components
-        .iter()
-        .zip(healths)
-        .map(|(c, health)| crate::diagnose::ComponentHealth {
-            name: c.name.clone(),
-            health,
-        })
-        .collect();
-    let report = crate::diagnose::diagnose(
-        &client,
-        crate::cli::scenario::postgres_port(&lab),
-        &components,
-        since,
-    )
-    .await
-    .map_err(|e| PageError::from_query("Diagnosis failed", &e))?;
+    // One diagnosis at a time: a second request waits and reuses it.
+    let mut last = console.diagnosis.lock().await;
+    let fresh = params.contains_key("fresh");
+    let reusable = last
+        .as_ref()
+        .filter(|d| !fresh && d.since == since && d.at.elapsed() < super::DIAGNOSIS_REUSE);
+    let diagnosed = match reusable {
+        Some(d) => d.clone(),
+        None => {
+            let d = Diagnosed {
+                at: std::time::Instant::now(),
+                since,
+                at_unix: crate::runtime::now_secs(),
+                report: run_diagnosis(&lab, &client, since).await?,
+            };
+            *last = Some(d.clone());
+            d
+        }
+    };
+    drop(last);
+    let report = &diagnosed.report;
     let grafana = Console::grafana(&lab);
     let mut body = format!(
-        r#"<form class="search" method="get" action="/diagnose"><label class="small" for="since">Look back<input type="text" id="since" name="since" value="{}"></label><button type="submit">Diagnose again</button></form>"#,
-        escape(&format!("{}s", since.as_secs()))
+        r#"<form class="search" method="get" action="/diagnose"><input type="hidden" name="fresh" value="1"><label class="small" for="since">Look back<input type="text" id="since" name="since" value="{}s"></label><button type="submit">Diagnose again</button></form><p class="muted" id="diagnosed-at">Diagnosed at {} UTC over the last {}s.</p>"#,
+        since.as_secs(),
+        crate::render::clock(diagnosed.at_unix as i64 * 1_000_000_000),
+        since.as_secs()
     );
     match &report.root_cause {
         Some(cause) => {

@@ -92,6 +92,16 @@ impl Catalogue {
     /// The scenario, or an error that lists the ids there are.
     pub fn get(&self, id: &str) -> anyhow::Result<&Scenario> {
         self.find(id).ok_or_else(|| {
+            // A file of that name that did not parse says why.
+            if let Some(broken) = self
+                .errors
+                .iter()
+                .find(|e| e.path.file_stem().is_some_and(|stem| stem == id))
+            {
+                return anyhow::anyhow!(
+                    "scenario `{id}` does not parse: {broken}; fix it (`lab scenario validate` checks it)"
+                );
+            }
             let ids: Vec<&str> = self.scenarios.iter().map(|(s, _)| s.id.as_str()).collect();
             anyhow::anyhow!("no scenario `{id}`; the scenarios are: {}", ids.join(", "))
         })

@@ -139,6 +139,27 @@ pub async fn run(step: &Step, client: &QueryClient, postgres_port: Option<u16>) 
             let count = answer["data"]["result"].as_array().map_or(0, Vec::len);
             (count, text, newest_values(&answer), render::data(&answer))
         }
+        Language::Profile => {
+            let answer = client.profile_top(query, window, 20).await?;
+            let functions = answer["functions"].as_array().cloned().unwrap_or_default();
+            let total = answer["total"].as_f64().unwrap_or(0.0).max(1.0);
+            let rows: Vec<Vec<String>> = functions
+                .iter()
+                .map(|f| {
+                    let share = |key: &str| {
+                        format!("{:.1}%", f[key].as_f64().unwrap_or(0.0) * 100.0 / total)
+                    };
+                    vec![
+                        f["name"].as_str().unwrap_or_default().to_owned(),
+                        share("self"),
+                        share("total"),
+                    ]
+                })
+                .collect();
+            let text = rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>().join("\n");
+            let shown = render::table(&["function", "self", "total"], &rows);
+            (rows.len(), text, Vec::new(), shown)
+        }
         Language::Sql => {
             let port =
                 postgres_port.ok_or_else(|| anyhow::anyhow!("the lab has no Postgres to ask"))?;

@@ -31,6 +31,9 @@ pub enum Language {
     Logql,
     Promql,
     Sql,
+    /// A profile selector (`process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="…"}`):
+    /// the result is its top functions over the window.
+    Profile,
 }
 
 impl Language {
@@ -40,6 +43,7 @@ impl Language {
             Language::Logql => "LogQL",
             Language::Promql => "PromQL",
             Language::Sql => "SQL",
+            Language::Profile => "profile",
         }
     }
 }
