@@ -25,6 +25,10 @@ pub enum ScenarioCommand {
         /// Include the solution (for teachers).
         #[arg(long)]
         solution: bool,
+        /// The scenario as JSON (the question's answers only with
+        /// --solution).
+        #[arg(long)]
+        json: bool,
     },
     /// Break the lab as the scenario says.
     Start {
@@ -129,8 +133,21 @@ pub async fn run(state_dir: Option<PathBuf>, command: ScenarioCommand) -> Result
                 print!("{}", render::table(&["SCENARIO", "LEVEL", "TITLE"], &rows));
             }
         }
-        ScenarioCommand::Show { id, solution } => {
+        ScenarioCommand::Show { id, solution, json } => {
             let s = catalogue.get(&id)?;
+            if json {
+                let mut shown = serde_json::to_value(s)?;
+                if !solution {
+                    for key in ["accepted", "root_cause", "culprit"] {
+                        shown["question"]
+                            .as_object_mut()
+                            .map(|q| q.remove(key));
+                    }
+                    shown.as_object_mut().map(|o| o.remove("solution"));
+                }
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+                return Ok(());
+            }
             println!("{} — {} ({:?})", render::bold(&s.title), s.id, s.level);
             println!("\nFor the teacher: {}", s.summary.trim());
             println!("\nThe story: {}", s.story.trim());
