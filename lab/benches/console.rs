@@ -14,8 +14,15 @@ use lab_testkit::{Down, LabCli};
 use serde_json::{Value, json};
 
 const HOUR_SECS: i64 = 3600;
-/// The history's pace: about what the requester's original pacing sends.
-const TRACES_PER_SECOND: i64 = 10;
+/// The history's pace (`BENCH_TRACES_PER_SECOND`): the native lab's
+/// backend keeps 32 MiB, and an hour at this pace (with its logs and
+/// metrics) is what fits; the oldest data is evicted past that.
+fn traces_per_second() -> i64 {
+    std::env::var("BENCH_TRACES_PER_SECOND")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3)
+}
 const BEASTS: [&str; 5] = ["unicorn", "manticore", "illithid", "owlbear", "beholder"];
 /// `mythical_request_times`' bucket bounds (ms).
 const BOUNDS: [f64; 11] = [
@@ -154,10 +161,13 @@ async fn load_history(otlp: &str) -> (usize, usize) {
     let (mut traces, mut lines) = (0, 0);
     // Cumulative counts per (beast, method, status): count and buckets.
     let mut counts: std::collections::BTreeMap<(String, &str, i64), Histogram> = Default::default();
+    let pace = traces_per_second();
     for minute in 0..60 {
         let (mut requester, mut server, mut logs) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..60 * TRACES_PER_SECOND {
-            let at = start + (minute * 60) * 1_000_000_000 + i * 1_000_000_000 / TRACES_PER_SECOND;
+        // Four scrapes a minute, as the lab's scraper does.
+        let mut points = Vec::new();
+        for i in 0..60 * pace {
+            let at = start + (minute * 60) * 1_000_000_000 + i * 1_000_000_000 / pace;
             let (r, s, l) = request(&mut draw, at);
             let beast = r["attributes"][0]["value"]["stringValue"]
                 .as_str()
@@ -178,6 +188,22 @@ async fn load_history(otlp: &str) -> (usize, usize) {
             requester.push(r);
             server.extend(s.as_array().unwrap().iter().cloned());
             logs.push(l);
+            // Every 15 s of requests, a scrape of the counts so far.
+            if (i + 1) % (15 * pace) == 0 {
+                let at = start + (minute * 60 + (i + 1) / pace) * 1_000_000_000;
+                for ((beast, method, code), (count, buckets, sum)) in &counts {
+                    points.push(json!({
+                        "startTimeUnixNano": start.to_string(),
+                        "timeUnixNano": at.to_string(),
+                        "count": count.to_string(),
+                        "sum": sum,
+                        "bucketCounts": buckets.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+                        "explicitBounds": BOUNDS,
+                        "attributes": [attr("beast", json!(beast)), attr("method", json!(method)),
+                                       attr("status", json!(code.to_string()))],
+                    }));
+                }
+            }
         }
         traces += requester.len();
         lines += logs.len();
@@ -198,23 +224,6 @@ async fn load_history(otlp: &str) -> (usize, usize) {
             ]}),
         )
         .await;
-        // Four scrapes a minute, as the lab's scraper does.
-        let mut points = Vec::new();
-        for quarter in 1..=4 {
-            let at = start + (minute * 60 + quarter * 15) * 1_000_000_000;
-            for ((beast, method, code), (count, buckets, sum)) in &counts {
-                points.push(json!({
-                    "startTimeUnixNano": start.to_string(),
-                    "timeUnixNano": at.to_string(),
-                    "count": count.to_string(),
-                    "sum": sum,
-                    "bucketCounts": buckets.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
-                    "explicitBounds": BOUNDS,
-                    "attributes": [attr("beast", json!(beast)), attr("method", json!(method)),
-                                   attr("status", json!(code.to_string()))],
-                }));
-            }
-        }
         post(
             &http,
             &format!("{otlp}/v1/metrics"),
