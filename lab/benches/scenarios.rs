@@ -25,9 +25,7 @@ fn main() {
             walked.root_cause,
             yes(walked.diagnosed),
             yes(walked.culprit_right),
-            walked
-                .seconds
-                .map_or("—".to_owned(), |s| format!("{s:.1}"))
+            walked.seconds.map_or("—".to_owned(), |s| format!("{s:.1}"))
         );
         for failure in &walked.failures {
             eprintln!("{failure}");

@@ -213,16 +213,28 @@ async fn a_learner_solves_null_name_in_the_console() {
     };
 
     // The lab: every component healthy, no fault, traffic under control.
-    browser.goto("/").await;
-    let page = browser.body().await;
-    let healthy = browser
-        .client
-        .find_all(Locator::Css("td span.good"))
-        .await
-        .unwrap()
-        .len();
-    assert_eq!(healthy, 5, "{page}");
-    assert!(browser.exists("#no-faults").await, "{page}");
+    // A lab just up may still be answering its first admin calls: the
+    // page is reloaded for up to 15 s before it must be whole.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        browser.goto("/").await;
+        let page = browser.body().await;
+        let healthy = browser
+            .client
+            .find_all(Locator::Css("td span.good"))
+            .await
+            .unwrap()
+            .len();
+        let calm = browser.exists("#no-faults").await;
+        if healthy == 5 && calm {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{healthy} of 5 components healthy, no-faults shown: {calm}:\n{page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     let rate = browser.client.find(Locator::Id("rate")).await.unwrap();
     rate.send_keys("20").await.unwrap();
     browser.click(r#"button[value="rate"]"#).await;

@@ -317,7 +317,13 @@ async fn docker_only_scenarios_are_guided_answered_diagnosed_and_undone() {
     let docker_only: Vec<Value> = cli
         .scenarios_for("docker")
         .into_iter()
-        .filter(|s| !s["runtimes"].as_array().unwrap().iter().any(|r| r == "native"))
+        .filter(|s| {
+            !s["runtimes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == "native")
+        })
         .collect();
     assert!(!docker_only.is_empty());
     let mut failures = Vec::new();

@@ -369,9 +369,21 @@ fn the_reference_fault_and_its_twin_are_diagnosed_to_the_right_service() {
     assert!(lab(&state, &["fault", "clear"]).status.success());
     let later = lab(
         &state,
-        &["fault", "inject", "duplicate-name", "--after", "2s", "--seed", "7"],
+        &[
+            "fault",
+            "inject",
+            "duplicate-name",
+            "--after",
+            "2s",
+            "--seed",
+            "7",
+        ],
     );
-    assert!(later.status.success(), "{}", String::from_utf8_lossy(&later.stderr));
+    assert!(
+        later.status.success(),
+        "{}",
+        String::from_utf8_lossy(&later.stderr)
+    );
     assert!(String::from_utf8_lossy(&later.stdout).contains("duplicate-name scheduled: on in 2s"));
     let on = |kind: &str| -> bool {
         let list = lab(&state, &["fault", "list", "--json"]);
@@ -386,12 +398,19 @@ fn the_reference_fault_and_its_twin_are_diagnosed_to_the_right_service() {
     assert!(on("duplicate-name"), "not switched on by the scheduler");
     assert!(lab(&state, &["fault", "clear"]).status.success());
     let paused = lab(&state, &["fault", "inject", "db-down", "--for", "2s"]);
-    assert!(paused.status.success(), "{}", String::from_utf8_lossy(&paused.stderr));
+    assert!(
+        paused.status.success(),
+        "{}",
+        String::from_utf8_lossy(&paused.stderr)
+    );
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert!(on("db-down"), "db-down not applied at once");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while on("db-down") {
-        assert!(std::time::Instant::now() < deadline, "db-down not cleared after --for 2s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "db-down not cleared after --for 2s"
+        );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 

@@ -38,7 +38,10 @@ pub fn router(
     let fault_routes = Router::new()
         .route("/admin/faults", get(list).delete(clear_all))
         .route("/admin/faults/{kind}", get(show).put(set).delete(clear))
-        .route("/admin/seed", get(show_seed).put(set_seed).delete(clear_seed))
+        .route(
+            "/admin/seed",
+            get(show_seed).put(set_seed).delete(clear_seed),
+        )
         .with_state((service, faults));
     fault_routes
         .merge(extra)

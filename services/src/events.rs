@@ -126,10 +126,9 @@ impl EventLog {
             let _ = writeln!(out, "level={} {body}", level.as_str());
         }
         let mut record = self.logger.create_log_record();
-        let skew = self
-            .clock
-            .as_ref()
-            .map_or(std::time::Duration::ZERO, |f| crate::faults::clock_skew::shift(f));
+        let skew = self.clock.as_ref().map_or(std::time::Duration::ZERO, |f| {
+            crate::faults::clock_skew::shift(f)
+        });
         let now = SystemTime::now() + skew;
         record.set_timestamp(now);
         record.set_observed_timestamp(now);

@@ -196,7 +196,11 @@ impl Store {
     /// Holds an EXCLUSIVE lock on the beast's table for `hold`, then
     /// commits: reads go on, every INSERT and DELETE waits behind it. The
     /// `slow-query` fault repeats this.
-    pub async fn hold_lock(&self, beast: Beast, hold: std::time::Duration) -> Result<(), StorageError> {
+    pub async fn hold_lock(
+        &self,
+        beast: Beast,
+        hold: std::time::Duration,
+    ) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await?;
         let sql = format!("LOCK TABLE {beast} IN EXCLUSIVE MODE");
         sqlx::query(sqlx::AssertSqlSafe(sql))

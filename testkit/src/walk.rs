@@ -128,29 +128,28 @@ pub fn walk(lab: &LabCli, scenario: &Value, guide: bool, patience: Duration) -> 
     // Only what happened since the start counts: the previous scenario's
     // symptoms may still be in a longer window.
     let since_start = || format!("{}s", started.elapsed().as_secs().max(5) + 1);
-    let (diagnosed, culprit_right, seconds) =
-        match lab.diagnose_until(since_start, patience, |r| {
-            r["root_cause"]["id"] == root_cause.as_str()
-        }) {
-            Ok(report) => {
-                let seconds = started.elapsed().as_secs_f64();
-                let culprit_right = report["root_cause"]["service"] == culprit.as_str();
-                if !culprit_right {
-                    failures.push(format!(
-                        "{id}: diagnosed culprit {} instead of {culprit}",
-                        report["root_cause"]["service"]
-                    ));
-                }
-                (true, culprit_right, Some(seconds))
-            }
-            Err(last) => {
+    let (diagnosed, culprit_right, seconds) = match lab.diagnose_until(since_start, patience, |r| {
+        r["root_cause"]["id"] == root_cause.as_str()
+    }) {
+        Ok(report) => {
+            let seconds = started.elapsed().as_secs_f64();
+            let culprit_right = report["root_cause"]["service"] == culprit.as_str();
+            if !culprit_right {
                 failures.push(format!(
-                    "{id}: no {root_cause} diagnosis within {} s; last: {last:#}",
-                    patience.as_secs()
+                    "{id}: diagnosed culprit {} instead of {culprit}",
+                    report["root_cause"]["service"]
                 ));
-                (false, false, None)
             }
-        };
+            (true, culprit_right, Some(seconds))
+        }
+        Err(last) => {
+            failures.push(format!(
+                "{id}: no {root_cause} diagnosis within {} s; last: {last:#}",
+                patience.as_secs()
+            ));
+            (false, false, None)
+        }
+    };
 
     if guide {
         let check = lab.run(&["guide", &id, "--check", "--patience", "60s"]);
@@ -165,14 +164,9 @@ pub fn walk(lab: &LabCli, scenario: &Value, guide: bool, patience: Duration) -> 
         if !show.contains(&root_cause) {
             failures.push(format!("{id}: show --solution omits {root_cause}"));
         }
-        let full: Value = serde_json::from_str(&lab.ok(&[
-            "scenario",
-            "show",
-            &id,
-            "--solution",
-            "--json",
-        ]))
-        .expect("scenario show --json is JSON");
+        let full: Value =
+            serde_json::from_str(&lab.ok(&["scenario", "show", &id, "--solution", "--json"]))
+                .expect("scenario show --json is JSON");
         let right = full["question"]["accepted"][0]
             .as_str()
             .unwrap_or(&culprit)
@@ -185,7 +179,11 @@ pub fn walk(lab: &LabCli, scenario: &Value, guide: bool, patience: Duration) -> 
         if lab.run(&["guide", &id, "--answer", wrong]).status.success() {
             failures.push(format!("{id}: the wrong answer {wrong} was accepted"));
         }
-        if !lab.run(&["guide", &id, "--answer", &right]).status.success() {
+        if !lab
+            .run(&["guide", &id, "--answer", &right])
+            .status
+            .success()
+        {
             failures.push(format!("{id}: the right answer {right} was refused"));
         }
     }
@@ -242,4 +240,3 @@ impl Drop for Down<'_> {
         let _ = self.0.run(&["down", "--volumes"]);
     }
 }
-

@@ -210,8 +210,9 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
             println!("{kind} is on in {service} at rate {}", answer["rate"]);
         }
         FaultCommand::Play { spec } => {
-            let spec: crate::scenario::FaultSpec = serde_json::from_str(&spec)
-                .context("the scheduled fault is not a fault spec (this command is for the lab itself)")?;
+            let spec: crate::scenario::FaultSpec = serde_json::from_str(&spec).context(
+                "the scheduled fault is not a fault spec (this command is for the lab itself)",
+            )?;
             crate::scenario::run::play(&state, &lab, &[spec], None).await?;
         }
         FaultCommand::Clear { kind } => match kind {
@@ -289,10 +290,9 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
 /// The slow-query fault's session: the lock held two seconds in every two
 /// and a half, until the process is stopped.
 pub async fn hold_lock(beast: &str, port: u16) -> Result<()> {
-    let beast: mythical_storage::Beast = beast
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = mythical_storage::Store::connect_lazy(&crate::runtime::docker::postgres_config(port));
+    let beast: mythical_storage::Beast = beast.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store =
+        mythical_storage::Store::connect_lazy(&crate::runtime::docker::postgres_config(port));
     loop {
         tokio::select! {
             held = store.hold_lock(beast, Duration::from_secs(2)) => {

@@ -139,9 +139,7 @@ pub async fn run(state_dir: Option<PathBuf>, command: ScenarioCommand) -> Result
                 let mut shown = serde_json::to_value(s)?;
                 if !solution {
                     for key in ["accepted", "root_cause", "culprit"] {
-                        shown["question"]
-                            .as_object_mut()
-                            .map(|q| q.remove(key));
+                        shown["question"].as_object_mut().map(|q| q.remove(key));
                     }
                     shown.as_object_mut().map(|o| o.remove("solution"));
                 }
@@ -196,7 +194,10 @@ pub async fn run(state_dir: Option<PathBuf>, command: ScenarioCommand) -> Result
             Progress::reset(&state, &scenario.id)?;
             println!("{} started: {}", scenario.id, scenario.title);
             if let Some(seed) = running.seed {
-                println!("seed {seed}: `lab scenario start {} --seed {seed}` repeats this run", scenario.id);
+                println!(
+                    "seed {seed}: `lab scenario start {} --seed {seed}` repeats this run",
+                    scenario.id
+                );
             }
             println!("{}", scenario.story.trim());
             println!("\nnext: `lab guide` walks you through it");

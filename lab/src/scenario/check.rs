@@ -156,7 +156,11 @@ pub async fn run(step: &Step, client: &QueryClient, postgres_port: Option<u16>) 
                     ]
                 })
                 .collect();
-            let text = rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>().join("\n");
+            let text = rows
+                .iter()
+                .map(|r| r[0].as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
             let shown = render::table(&["function", "self", "total"], &rows);
             (rows.len(), text, Vec::new(), shown)
         }

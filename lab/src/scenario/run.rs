@@ -207,10 +207,11 @@ pub async fn play(
 pub fn spawn_player(state: &StateDir, spec: &FaultSpec) -> Result<u32> {
     let lab_binary = std::env::current_exe().context("cannot find the lab binary")?;
     let mut command = std::process::Command::new(lab_binary);
-    command
-        .arg("--state-dir")
-        .arg(state.root())
-        .args(["fault", "play", &serde_json::to_string(spec)?]);
+    command.arg("--state-dir").arg(state.root()).args([
+        "fault",
+        "play",
+        &serde_json::to_string(spec)?,
+    ]);
     process::spawn(
         command,
         &state.logs().join(format!("fault-{}.log", spec.kind)),

@@ -19,5 +19,9 @@ pub const AHEAD: Duration = Duration::from_secs(600);
 
 /// What to add to a log record's timestamp now.
 pub fn shift(faults: &Switchboard) -> Duration {
-    if faults.is_on(&KIND) { AHEAD } else { Duration::ZERO }
+    if faults.is_on(&KIND) {
+        AHEAD
+    } else {
+        Duration::ZERO
+    }
 }

@@ -34,10 +34,20 @@ impl Wiped {
     pub fn action(&self, faults: &Switchboard) -> Action {
         let on = faults.is_on(&KIND);
         match (on, self.0.load(Ordering::Acquire)) {
-            (true, false) if self.0.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() => {
+            (true, false)
+                if self
+                    .0
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok() =>
+            {
                 Action::Drop
             }
-            (false, true) if self.0.compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire).is_ok() => {
+            (false, true)
+                if self
+                    .0
+                    .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok() =>
+            {
                 Action::Restore
             }
             _ => Action::Nothing,

@@ -31,10 +31,10 @@ pub use traffic::{Traffic, TrafficSetting};
 
 use crate::config::{env_flag, env_parse, env_var, listen_addr};
 use crate::events::{EventLog, Level, Logfmt};
-use crate::random;
 use crate::faults::{
     REQUESTER_FAULTS, Switchboard, bad_deploy, broken_propagation, duplicate_name, missing_name,
 };
+use crate::random;
 use crate::telemetry::Telemetry;
 
 /// Everything mythical-requester reads from its environment.

@@ -287,8 +287,14 @@ impl<'a> Call<'a> {
             return;
         }
         let (name, statement) = match action {
-            table_wipe::Action::Drop => ("DROP TABLE", "DROP TABLE IF EXISTS unicorn, manticore, illithid, owlbear, beholder"),
-            _ => ("CREATE TABLE", "CREATE TABLE IF NOT EXISTS <each beast> (id serial PRIMARY KEY, name VARCHAR(50) UNIQUE NOT NULL)"),
+            table_wipe::Action::Drop => (
+                "DROP TABLE",
+                "DROP TABLE IF EXISTS unicorn, manticore, illithid, owlbear, beholder",
+            ),
+            _ => (
+                "CREATE TABLE",
+                "CREATE TABLE IF NOT EXISTS <each beast> (id serial PRIMARY KEY, name VARCHAR(50) UNIQUE NOT NULL)",
+            ),
         };
         let tracer = &state.tracer;
         let mut attributes = state.db_attributes.clone();
