@@ -198,19 +198,28 @@ impl QueryClient {
 
     /// The hottest functions of a profile selector over a window: `GET
     /// /api/profiles/top` (the embedded backend's summary of what
-    /// `/pyroscope/render` draws).
+    /// `/pyroscope/render` draws); from a Pyroscope without it, the same
+    /// summary computed from its flame graph.
     pub async fn profile_top(&self, query: &str, window: Window, limit: usize) -> Result<Value> {
-        self.get(
-            Api::Profiles,
-            "/api/profiles/top",
-            &[
-                ("query", query.to_owned()),
-                ("from", window.start_secs()),
-                ("until", window.end_secs()),
-                ("limit", limit.to_string()),
-            ],
-        )
-        .await
+        let top = self
+            .get(
+                Api::Profiles,
+                "/api/profiles/top",
+                &[
+                    ("query", query.to_owned()),
+                    ("from", window.start_secs()),
+                    ("until", window.end_secs()),
+                    ("limit", limit.to_string()),
+                ],
+            )
+            .await;
+        match top {
+            Err(e) if format!("{e:#}").contains("404") => {
+                let render = self.profile_render(query, window, 8192).await?;
+                Ok(top_of_flamebearer(&render, limit))
+            }
+            other => other,
+        }
     }
 
     /// A profile merged over a window as a flame graph, in Pyroscope's
@@ -240,5 +249,60 @@ impl QueryClient {
     pub async fn trace(&self, trace_id: &str) -> Result<Value> {
         self.get(Api::Traces, &format!("/api/v2/traces/{trace_id}"), &[])
             .await
+    }
+}
+
+/// Top functions (`{"total", "functions": [{"name", "self", "total"}]}`)
+/// from a flamebearer: every node is `[offset, total, self, name]`; a
+/// function's self time sums over its nodes, its total counts each node
+/// once (recursion counts twice, as a flame graph shows it).
+pub fn top_of_flamebearer(render: &Value, limit: usize) -> Value {
+    let graph = &render["flamebearer"];
+    let names: Vec<&str> = graph["names"]
+        .as_array()
+        .map(|n| n.iter().map(|v| v.as_str().unwrap_or("")).collect())
+        .unwrap_or_default();
+    let mut costs: std::collections::HashMap<&str, (i64, i64)> = Default::default();
+    for level in graph["levels"].as_array().into_iter().flatten() {
+        let nodes: Vec<i64> = level
+            .as_array()
+            .map(|l| l.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default();
+        for node in nodes.chunks_exact(4) {
+            let name = names.get(node[3] as usize).copied().unwrap_or("");
+            let entry = costs.entry(name).or_default();
+            entry.0 += node[2];
+            entry.1 += node[1];
+        }
+    }
+    costs.remove("total");
+    let mut functions: Vec<(&str, (i64, i64))> = costs.into_iter().collect();
+    functions.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(b.1.1.cmp(&a.1.1)).then(a.0.cmp(b.0)));
+    functions.truncate(limit);
+    serde_json::json!({
+        "total": graph["numTicks"].as_i64().unwrap_or(0),
+        "functions": functions
+            .into_iter()
+            .map(|(name, (own, total))| serde_json::json!({"name": name, "self": own, "total": total}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod flamebearer_tests {
+    #[test]
+    fn top_functions_sum_self_time_across_a_flame_graph() {
+        // total(10) → main(10) → {hash(7, self 7), query(3, self 1) → read(2)}
+        let render = serde_json::json!({"flamebearer": {
+            "names": ["total", "main", "hash", "query", "read"],
+            "numTicks": 10,
+            "levels": [[0, 10, 0, 0], [0, 10, 0, 1], [0, 7, 7, 2, 0, 3, 1, 3], [7, 2, 2, 4]],
+        }});
+        let top = super::top_of_flamebearer(&render, 2);
+        assert_eq!(top["total"], 10);
+        assert_eq!(top["functions"][0]["name"], "hash");
+        assert_eq!(top["functions"][0]["self"], 7);
+        assert_eq!(top["functions"][1]["name"], "read");
+        assert_eq!(top["functions"].as_array().unwrap().len(), 2);
     }
 }
