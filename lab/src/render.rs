@@ -249,88 +249,19 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-struct WaterfallSpan {
-    id: String,
-    parent: String,
-    service: String,
-    name: String,
-    start: i64,
-    end: i64,
-    error: Option<String>,
-}
-
 /// A trace (Tempo's v2 answer, OTLP JSON) as a waterfall: one line per
 /// span, indented under its parent, with a bar where it ran.
 pub fn waterfall(answer: &Value) -> String {
-    let trace = if answer.get("trace").is_some() {
-        &answer["trace"]
-    } else {
-        answer
-    };
-    let batches = trace["resourceSpans"]
-        .as_array()
-        .or_else(|| trace["batches"].as_array())
-        .cloned()
-        .unwrap_or_default();
-    let mut spans = Vec::new();
-    for batch in &batches {
-        let service = batch["resource"]["attributes"]
-            .as_array()
-            .and_then(|attrs| attrs.iter().find(|a| a["key"] == "service.name"))
-            .and_then(|a| a["value"]["stringValue"].as_str())
-            .unwrap_or("unknown_service")
-            .to_owned();
-        let scopes = batch["scopeSpans"]
-            .as_array()
-            .or_else(|| batch["instrumentationLibrarySpans"].as_array())
-            .cloned()
-            .unwrap_or_default();
-        for scope in scopes {
-            for span in scope["spans"].as_array().cloned().unwrap_or_default() {
-                let code = &span["status"]["code"];
-                let failed = code == "STATUS_CODE_ERROR" || code == 2;
-                spans.push(WaterfallSpan {
-                    id: id_hex(&span["spanId"]),
-                    parent: id_hex(&span["parentSpanId"]),
-                    service: service.clone(),
-                    name: span["name"].as_str().unwrap_or_default().to_owned(),
-                    start: number(&span["startTimeUnixNano"]),
-                    end: number(&span["endTimeUnixNano"]),
-                    error: failed.then(|| {
-                        span["status"]["message"]
-                            .as_str()
-                            .unwrap_or("error")
-                            .to_owned()
-                    }),
-                });
-            }
-        }
-    }
+    let spans = trace_spans(answer);
     if spans.is_empty() {
         return "the trace has no spans\n".to_owned();
     }
-    let start = spans.iter().map(|s| s.start).min().unwrap_or(0);
-    let end = spans.iter().map(|s| s.end).max().unwrap_or(start);
+    let start = spans.iter().map(|(_, s)| s.start).min().unwrap_or(0);
+    let end = spans.iter().map(|(_, s)| s.end).max().unwrap_or(start);
     let total = (end - start).max(1);
-    let ids: std::collections::HashSet<&str> = spans.iter().map(|s| s.id.as_str()).collect();
-    let mut children: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut roots = Vec::new();
-    for (i, span) in spans.iter().enumerate() {
-        if span.parent.is_empty() || !ids.contains(span.parent.as_str()) {
-            roots.push(i);
-        } else {
-            children.entry(span.parent.as_str()).or_default().push(i);
-        }
-    }
-    roots.sort_by_key(|&i| spans[i].start);
-    for list in children.values_mut() {
-        list.sort_by_key(|&i| spans[i].start);
-    }
     const BAR: usize = 40;
     let mut rows = Vec::new();
-    let mut stack: Vec<(usize, usize)> = roots.into_iter().rev().map(|i| (i, 0)).collect();
-    while let Some((i, depth)) = stack.pop() {
-        let span = &spans[i];
+    for (depth, span) in &spans {
         let from = ((span.start - start) as f64 / total as f64 * BAR as f64) as usize;
         let width =
             (((span.end - span.start) as f64 / total as f64 * BAR as f64).ceil() as usize).max(1);
@@ -340,21 +271,150 @@ pub fn waterfall(answer: &Value) -> String {
             "█".repeat(width.min(BAR - from.min(BAR - 1))),
             " ".repeat(BAR.saturating_sub(from + width))
         );
-        let label = format!("{}{} {}", "  ".repeat(depth), span.service, span.name);
-        let mut row = vec![
+        let label = format!("{}{} {}", "  ".repeat(*depth), span.service, span.name);
+        rows.push(vec![
             label,
             duration(span.end - span.start),
             if span.error.is_some() { red(&bar) } else { bar },
-        ];
-        row.push(span.error.clone().map(|e| red(&e)).unwrap_or_default());
-        rows.push(row);
-        if let Some(kids) = children.get(span.id.as_str()) {
-            for &kid in kids.iter().rev() {
-                stack.push((kid, depth + 1));
+            span.error.clone().map(|e| red(&e)).unwrap_or_default(),
+        ]);
+    }
+    table(&["SPAN", "DURATION", "TIMELINE", "ERROR"], &rows)
+}
+
+/// The text of an OTLP JSON attribute value.
+pub fn value_text(value: &Value) -> String {
+    for key in ["stringValue", "intValue", "doubleValue", "boolValue"] {
+        match &value[key] {
+            Value::Null => continue,
+            Value::String(s) => return s.clone(),
+            other => return other.to_string(),
+        }
+    }
+    if let Some(values) = value["arrayValue"]["values"].as_array() {
+        return format!(
+            "[{}]",
+            values.iter().map(value_text).collect::<Vec<_>>().join(", ")
+        );
+    }
+    value.to_string()
+}
+
+/// Attributes as (key, value text), in the order the span has them.
+pub type Attributes = Vec<(String, String)>;
+
+/// One span event: its name, when (Unix nanoseconds), its attributes.
+pub type Event = (String, i64, Attributes);
+
+/// One span of a trace, as the terminal and the console draw it.
+#[derive(Debug, Clone)]
+pub struct TraceSpan {
+    pub id: String,
+    pub parent: String,
+    pub service: String,
+    pub name: String,
+    pub start: i64,
+    pub end: i64,
+    pub error: Option<String>,
+    pub attributes: Attributes,
+    pub events: Vec<Event>,
+}
+
+pub fn attributes(list: &Value) -> Attributes {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["key"].as_str().unwrap_or_default().to_owned(),
+                value_text(&a["value"]),
+            )
+        })
+        .collect()
+}
+
+/// Every span of a Tempo v2 answer, parents before children (depth
+/// first, siblings by start).
+pub fn trace_spans(answer: &Value) -> Vec<(usize, TraceSpan)> {
+    let trace = if answer.get("trace").is_some() {
+        &answer["trace"]
+    } else {
+        answer
+    };
+    let mut spans = Vec::new();
+    for batch in trace["resourceSpans"]
+        .as_array()
+        .or_else(|| trace["batches"].as_array())
+        .into_iter()
+        .flatten()
+    {
+        let service = attributes(&batch["resource"]["attributes"])
+            .into_iter()
+            .find(|(k, _)| k == "service.name")
+            .map_or("unknown_service".to_owned(), |(_, v)| v);
+        for scope in batch["scopeSpans"]
+            .as_array()
+            .or_else(|| batch["instrumentationLibrarySpans"].as_array())
+            .into_iter()
+            .flatten()
+        {
+            for span in scope["spans"].as_array().into_iter().flatten() {
+                let code = &span["status"]["code"];
+                let failed = code == "STATUS_CODE_ERROR" || code == 2;
+                spans.push(TraceSpan {
+                    id: id_hex(&span["spanId"]),
+                    parent: id_hex(&span["parentSpanId"]),
+                    service: service.clone(),
+                    name: span["name"].as_str().unwrap_or_default().to_owned(),
+                    start: number(&span["startTimeUnixNano"]),
+                    end: number(&span["endTimeUnixNano"]),
+                    error: failed.then(|| {
+                        span["status"]["message"]
+                            .as_str()
+                            .filter(|m| !m.is_empty())
+                            .unwrap_or("error")
+                            .to_owned()
+                    }),
+                    attributes: attributes(&span["attributes"]),
+                    events: span["events"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|e| {
+                            (
+                                e["name"].as_str().unwrap_or_default().to_owned(),
+                                number(&e["timeUnixNano"]),
+                                attributes(&e["attributes"]),
+                            )
+                        })
+                        .collect(),
+                });
             }
         }
     }
-    table(&["SPAN", "DURATION", "TIMELINE", "ERROR"], &rows)
+    let ids: std::collections::HashSet<String> = spans.iter().map(|s| s.id.clone()).collect();
+    let mut children: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut roots = Vec::new();
+    for (i, s) in spans.iter().enumerate() {
+        if s.parent.is_empty() || !ids.contains(&s.parent) {
+            roots.push(i);
+        } else {
+            children.entry(s.parent.clone()).or_default().push(i);
+        }
+    }
+    roots.sort_by_key(|&i| spans[i].start);
+    for list in children.values_mut() {
+        list.sort_by_key(|&i| spans[i].start);
+    }
+    let mut ordered = Vec::with_capacity(spans.len());
+    let mut stack: Vec<(usize, usize)> = roots.into_iter().rev().map(|i| (i, 0)).collect();
+    while let Some((i, depth)) = stack.pop() {
+        if let Some(kids) = children.get(&spans[i].id) {
+            stack.extend(kids.iter().rev().map(|&k| (k, depth + 1)));
+        }
+        ordered.push((depth, spans[i].clone()));
+    }
+    ordered
 }
 
 #[cfg(test)]

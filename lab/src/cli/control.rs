@@ -291,8 +291,7 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
 /// and a half, until the process is stopped.
 pub async fn hold_lock(beast: &str, port: u16) -> Result<()> {
     let beast: mythical_storage::Beast = beast.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store =
-        mythical_storage::Store::connect_lazy(&crate::runtime::docker::postgres_config(port));
+    let store = crate::runtime::postgres_session(port, std::time::Duration::from_millis(1500));
     loop {
         tokio::select! {
             held = store.hold_lock(beast, Duration::from_secs(2)) => {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse};
-use serde_json::Value;
 
 use super::html::{self, escape};
 use super::{Console, Page, PageError};
@@ -720,27 +719,10 @@ pub async fn diagnose(State(console): State<Arc<Console>>, Query(params): Params
     Ok(Html(html::page("/diagnose", status, &body)).into_response())
 }
 
-/// The text of an OTLP JSON attribute value.
-pub fn value_text(value: &Value) -> String {
-    for key in ["stringValue", "intValue", "doubleValue", "boolValue"] {
-        match &value[key] {
-            Value::Null => continue,
-            Value::String(s) => return s.clone(),
-            other => return other.to_string(),
-        }
-    }
-    if let Some(values) = value["arrayValue"]["values"].as_array() {
-        return format!(
-            "[{}]",
-            values.iter().map(value_text).collect::<Vec<_>>().join(", ")
-        );
-    }
-    value.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::value_text;
 
     #[test]
     fn evidence_links_to_the_view_of_its_signal() {

@@ -4,7 +4,7 @@
 //! profile's flame graph. Every view shows the query it ran, and Explore's
 //! link to the same query when Grafana runs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::Value;
 
 use super::html::{self, escape};
-use super::pages::{Params, value_text};
+use super::pages::Params;
 use super::svg::{self, Bar, Series};
 use super::{Console, Page, PageError};
 use crate::query::Window;
@@ -165,118 +165,6 @@ pub async fn traces(State(console): State<Arc<Console>>, Query(params): Params) 
     Ok(view("/traces", "Traces", head, result))
 }
 
-/// Attributes as (key, value text), in the order the span has them.
-type Attributes = Vec<(String, String)>;
-
-/// One span event: its name, when (Unix nanoseconds), its attributes.
-type Event = (String, i64, Attributes);
-
-/// One span of a trace, as the page shows it.
-#[derive(Debug, Clone)]
-struct SpanView {
-    id: String,
-    parent: String,
-    service: String,
-    name: String,
-    start: i64,
-    end: i64,
-    error: Option<String>,
-    attributes: Attributes,
-    events: Vec<Event>,
-}
-
-fn attributes(list: &Value) -> Attributes {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            (
-                a["key"].as_str().unwrap_or_default().to_owned(),
-                value_text(&a["value"]),
-            )
-        })
-        .collect()
-}
-
-/// Every span of a Tempo v2 answer, parents before children (depth
-/// first, siblings by start).
-fn spans_in_order(answer: &Value) -> Vec<(usize, SpanView)> {
-    let trace = if answer.get("trace").is_some() {
-        &answer["trace"]
-    } else {
-        answer
-    };
-    let mut spans = Vec::new();
-    for batch in trace["resourceSpans"]
-        .as_array()
-        .or_else(|| trace["batches"].as_array())
-        .into_iter()
-        .flatten()
-    {
-        let service = attributes(&batch["resource"]["attributes"])
-            .into_iter()
-            .find(|(k, _)| k == "service.name")
-            .map_or("unknown_service".to_owned(), |(_, v)| v);
-        for scope in batch["scopeSpans"].as_array().into_iter().flatten() {
-            for span in scope["spans"].as_array().into_iter().flatten() {
-                let code = &span["status"]["code"];
-                let failed = code == "STATUS_CODE_ERROR" || code == 2;
-                spans.push(SpanView {
-                    id: crate::render::id_hex(&span["spanId"]),
-                    parent: crate::render::id_hex(&span["parentSpanId"]),
-                    service: service.clone(),
-                    name: span["name"].as_str().unwrap_or_default().to_owned(),
-                    start: number(&span["startTimeUnixNano"]),
-                    end: number(&span["endTimeUnixNano"]),
-                    error: failed.then(|| {
-                        span["status"]["message"]
-                            .as_str()
-                            .filter(|m| !m.is_empty())
-                            .unwrap_or("error")
-                            .to_owned()
-                    }),
-                    attributes: attributes(&span["attributes"]),
-                    events: span["events"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|e| {
-                            (
-                                e["name"].as_str().unwrap_or_default().to_owned(),
-                                number(&e["timeUnixNano"]),
-                                attributes(&e["attributes"]),
-                            )
-                        })
-                        .collect(),
-                });
-            }
-        }
-    }
-    let ids: HashSet<String> = spans.iter().map(|s| s.id.clone()).collect();
-    let mut children: HashMap<String, Vec<usize>> = HashMap::new();
-    let mut roots = Vec::new();
-    for (i, s) in spans.iter().enumerate() {
-        if s.parent.is_empty() || !ids.contains(&s.parent) {
-            roots.push(i);
-        } else {
-            children.entry(s.parent.clone()).or_default().push(i);
-        }
-    }
-    roots.sort_by_key(|&i| spans[i].start);
-    for list in children.values_mut() {
-        list.sort_by_key(|&i| spans[i].start);
-    }
-    let mut ordered = Vec::with_capacity(spans.len());
-    let mut stack: Vec<(usize, usize)> = roots.into_iter().rev().map(|i| (i, 0)).collect();
-    while let Some((i, depth)) = stack.pop() {
-        if let Some(kids) = children.get(&spans[i].id) {
-            stack.extend(kids.iter().rev().map(|&k| (k, depth + 1)));
-        }
-        ordered.push((depth, spans[i].clone()));
-    }
-    ordered
-}
-
 /// `GET /trace/{id}`: the waterfall, then each span's attributes, events
 /// and error.
 pub async fn trace(State(console): State<Arc<Console>>, Path(id): Path<String>) -> Page {
@@ -299,7 +187,7 @@ pub async fn trace(State(console): State<Arc<Console>>, Path(id): Path<String>) 
         }
         error
     })?;
-    let spans = spans_in_order(&answer);
+    let spans = crate::render::trace_spans(&answer);
     if spans.is_empty() {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,
@@ -707,7 +595,7 @@ mod tests {
                 {"spanId": "aaaaaaaaaaaaaaaa", "name": "POST /:beast", "startTimeUnixNano": "1000", "endTimeUnixNano": "1040", "status": {}},
              ]}]}
         ]}});
-        let spans = spans_in_order(&answer);
+        let spans = crate::render::trace_spans(&answer);
         assert_eq!(spans.len(), 2);
         assert_eq!((spans[0].0, spans[0].1.name.as_str()), (0, "POST /:beast"));
         assert_eq!(

@@ -8,7 +8,6 @@ mod quiet;
 mod rules;
 
 use anyhow::Result;
-use mythical_storage::{DbConfig, Store};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -261,13 +260,7 @@ async fn infrastructure(
     if down.name == "postgres"
         && let Some(port) = postgres_port
     {
-        let store = Store::connect_lazy(&DbConfig {
-            host: "127.0.0.1".into(),
-            port,
-            max_connections: 1,
-            acquire_timeout: std::time::Duration::from_secs(2),
-            ..DbConfig::default()
-        });
+        let store = crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
         let probe = store.ping().await;
         store.pool().close().await;
         evidence.push(Evidence {
@@ -532,13 +525,7 @@ pub async fn diagnose(
     if failure.sqlstate.as_deref() == Some("unavailable")
         && let Some(port) = postgres_port
     {
-        let store = Store::connect_lazy(&DbConfig {
-            host: "127.0.0.1".into(),
-            port,
-            max_connections: 1,
-            acquire_timeout: std::time::Duration::from_secs(2),
-            ..DbConfig::default()
-        });
+        let store = crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
         let answers = store.ping().await.is_ok();
         let idle = if answers {
             mythical_storage::catalogue::read_only_query(store.pool(), IDLE_IN_TRANSACTION_SQL)
@@ -606,12 +593,7 @@ pub async fn diagnose(
     if let (Some(port), Some(table), Some(column)) =
         (postgres_port, &failure.table, &failure.column)
     {
-        let store = Store::connect_lazy(&DbConfig {
-            host: "127.0.0.1".into(),
-            port,
-            max_connections: 1,
-            ..DbConfig::default()
-        });
+        let store = crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
         if let Ok(Some(info)) =
             mythical_storage::catalogue::column_info(store.pool(), table, column).await
         {

@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use mythical_storage::{DbConfig, Store};
 use serde_json::Value;
 
 use super::{BACKGROUND_TRACES, Diagnosis, Evidence, IDLE_IN_TRANSACTION_SQL, RootCause, spans};
@@ -86,13 +85,7 @@ impl Direct {
 /// Connects straight to Postgres (not through the db-proxy) and times a
 /// `SELECT 1` on the open connection; `None` when it does not answer.
 async fn direct(port: u16) -> Option<Direct> {
-    let store = Store::connect_lazy(&DbConfig {
-        host: "127.0.0.1".into(),
-        port,
-        max_connections: 1,
-        acquire_timeout: Duration::from_secs(2),
-        ..DbConfig::default()
-    });
+    let store = crate::runtime::postgres_session(port, Duration::from_secs(2));
     let probe = async {
         store.ping().await.ok()?;
         let started = Instant::now();

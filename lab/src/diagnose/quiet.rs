@@ -7,7 +7,6 @@
 //! also moves.
 
 use anyhow::Result;
-use mythical_storage::{DbConfig, Store};
 use serde_json::Value;
 
 use super::{Diagnosis, Evidence, RootCause, attr, spans};
@@ -287,13 +286,7 @@ async fn slow_query(
     // Who holds the lock they wait on?
     let mut blocker = None;
     if let Some(port) = postgres_port {
-        let store = Store::connect_lazy(&DbConfig {
-            host: "127.0.0.1".into(),
-            port,
-            max_connections: 1,
-            acquire_timeout: std::time::Duration::from_secs(2),
-            ..DbConfig::default()
-        });
+        let store = crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
         if let Ok(rows) =
             mythical_storage::catalogue::read_only_query(store.pool(), LOCKS_SQL).await
         {

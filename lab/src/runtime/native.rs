@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use mythical_storage::{DbConfig, Store};
 
 use super::{now_secs, process};
 use crate::plan::{self, Component, Health, Kind, Ports};
@@ -280,13 +279,7 @@ fn postgres_command(state: &StateDir, bindir: &std::path::Path, port: u16) -> Re
 pub async fn healthy(health: &Health) -> bool {
     match health {
         Health::Postgres { port } => {
-            let store = Store::connect_lazy(&DbConfig {
-                host: "127.0.0.1".into(),
-                port: *port,
-                max_connections: 1,
-                acquire_timeout: Duration::from_millis(500),
-                ..DbConfig::default()
-            });
+            let store = crate::runtime::postgres_session(*port, Duration::from_millis(500));
             let ok = store.ping().await.is_ok();
             store.pool().close().await;
             ok

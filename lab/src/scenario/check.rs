@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use mythical_storage::Store;
 use serde_json::Value;
 
 use super::{Expect, Language, Step};
@@ -167,7 +166,8 @@ pub async fn run(step: &Step, client: &QueryClient, postgres_port: Option<u16>) 
         Language::Sql => {
             let port =
                 postgres_port.ok_or_else(|| anyhow::anyhow!("the lab has no Postgres to ask"))?;
-            let store = Store::connect_lazy(&crate::runtime::docker::postgres_config(port));
+            let store =
+                crate::runtime::postgres_session(port, std::time::Duration::from_millis(1500));
             let rows = mythical_storage::catalogue::read_only_query(store.pool(), query).await;
             store.pool().close().await;
             let rows = rows?;

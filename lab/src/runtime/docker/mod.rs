@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use mythical_storage::{DbConfig, Store};
 
 pub use engine::Engine;
 use images::Images;
@@ -330,25 +329,13 @@ pub async fn up(
 /// The read-only role Grafana's Postgres datasource uses.
 async fn reader_role(state: &StateDir, postgres: &Component) -> Result<()> {
     let port = postgres.ports["postgres"];
-    let store = Store::connect_lazy(&postgres_config(port));
+    let store = crate::runtime::postgres_session(port, std::time::Duration::from_millis(1500));
     let result = store
         .ensure_reader_role(READER_ROLE, &state.reader_password()?)
         .await
         .context("cannot create Postgres' read-only role for Grafana");
     store.pool().close().await;
     result
-}
-
-/// How the lab reaches a Postgres it runs, from the host.
-pub fn postgres_config(port: u16) -> DbConfig {
-    DbConfig {
-        host: "127.0.0.1".into(),
-        port,
-        password: spec::POSTGRES_PASSWORD.into(),
-        max_connections: 1,
-        acquire_timeout: Duration::from_millis(1500),
-        ..DbConfig::default()
-    }
 }
 
 async fn wait_healthy(engine: &Engine, component: &Component, spec: &ContainerSpec) -> Result<()> {
