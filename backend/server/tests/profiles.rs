@@ -24,8 +24,7 @@ fn config(data_dir: &std::path::Path) -> BackendConfig {
 }
 
 /// The distinctively named hot spot the profile must find: plain
-/// arithmetic, so even a debug build spends its time here rather than in
-/// library calls.
+/// arithmetic, all of it under this one frame.
 #[inline(never)]
 fn hash_the_hoard(seed: u64, until: Instant) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ seed;
@@ -112,20 +111,19 @@ async fn the_pyroscope_agent_finds_hash_the_hoard_on_top_and_it_survives_a_resta
         names.iter().any(|n| n.contains("hash_the_hoard")),
         "hash_the_hoard is not among the top functions: {names:?}"
     );
+    // Self time depends on what the compiler inlined (a debug build keeps
+    // `wrapping_mul` as its own frame), so the measure that holds in every
+    // build is the function's total: the burn is by the clock, and whatever
+    // CPU this process got, most of it went through hash_the_hoard.
     let hoard = top["functions"]
         .as_array()
         .unwrap()
         .iter()
-        .take(3)
         .find(|f| f["name"].as_str().unwrap().contains("hash_the_hoard"))
-        .unwrap_or_else(|| {
-            panic!("hash_the_hoard should be among the top three by self time: {top}")
-        });
-    // The burn is by the clock, so a busy machine gives it less CPU; what
-    // holds regardless is that it is most of what this process did.
-    let self_ns = hoard["self"].as_i64().unwrap();
+        .unwrap();
+    let hoard_ns = hoard["total"].as_i64().unwrap();
     let total = top["total"].as_i64().unwrap();
-    assert!(self_ns > 0 && self_ns * 2 > total, "{top}");
+    assert!(hoard_ns > 0 && hoard_ns * 2 > total, "{top}");
 
     let (status, render) = get(&format!(
         "{base}/pyroscope/render?query={}&{window}&format=json",
@@ -137,7 +135,7 @@ async fn the_pyroscope_agent_finds_hash_the_hoard_on_top_and_it_survives_a_resta
     assert_eq!(render["metadata"]["units"], "samples");
     let flame = &render["flamebearer"];
     assert_eq!(flame["names"][0], "total");
-    assert!(flame["numTicks"].as_i64().unwrap() >= self_ns);
+    assert!(flame["numTicks"].as_i64().unwrap() >= hoard_ns);
     assert!(
         flame["names"]
             .as_array()

@@ -101,6 +101,19 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 }
 
 /// The duration of a search result's first matched span.
+/// Whether a profile frame is the mythical services' own code rather than
+/// the standard library, a dependency or libc: its path starts in one of
+/// the `mythical_*` crates, also when it is a trait method
+/// (`<mythical_services::X as Trait>::f`). A debug build keeps
+/// `<u64>::wrapping_mul` as a frame with more self time than its caller;
+/// the learner wants the caller.
+fn own_code(frame: &str) -> bool {
+    let path = frame.trim_start_matches(['<', '&']);
+    let path = path.strip_prefix("mut ").unwrap_or(path);
+    let path = path.strip_prefix("dyn ").unwrap_or(path);
+    path.starts_with("mythical_")
+}
+
 fn matched_ms(trace: &Value) -> Option<f64> {
     let nanos: f64 = trace["spanSet"]["spans"][0]["durationNanos"]
         .as_str()?
@@ -383,7 +396,7 @@ async fn cpu_hog(
         trace_id: Some(trace_id),
     }];
     let profile = r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="mythical-server"}"#;
-    let top = client.profile_top(profile, window, 5).await.ok();
+    let top = client.profile_top(profile, window, 50).await.ok();
     let hot: Vec<String> = top
         .as_ref()
         .and_then(|t| t["functions"].as_array().cloned())
@@ -392,18 +405,23 @@ async fn cpu_hog(
         .filter_map(|f| {
             f["name"]
                 .as_str()
-                .filter(|n| !n.is_empty())
+                .filter(|n| own_code(n))
                 .map(str::to_owned)
         })
         .collect();
     evidence.push(Evidence {
         signal: "profiles",
         query: profile.into(),
-        finding: if hot.is_empty() {
+        finding: if top
+            .as_ref()
+            .is_none_or(|t| t["total"].as_i64().unwrap_or(0) == 0)
+        {
             "no CPU profile of the server to read".into()
+        } else if hot.is_empty() {
+            "the server's profile has none of its own functions among its 50 hottest".into()
         } else {
             format!(
-                "the server's hottest functions: {}",
+                "the server's hottest functions of its own: {}",
                 hot.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
             )
         },
@@ -488,4 +506,30 @@ async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diag
             trace_id: None,
         }],
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_code;
+
+    #[test]
+    fn own_code_is_the_mythical_crates_not_std_libc_or_dependencies() {
+        for own in [
+            "mythical_services::faults::cpu_hog::hash_the_hoard",
+            "<mythical_services::server::Beasts as core::clone::Clone>::clone",
+            "&mythical_storage::Store::insert",
+            "mythical_server::main",
+        ] {
+            assert!(own_code(own), "{own}");
+        }
+        for other in [
+            "<u64>::wrapping_mul",
+            "<core::str::iter::Bytes as core::iter::traits::iterator::Iterator>::next",
+            "tokio::runtime::task::raw::poll",
+            "__GI_fdatasync",
+            "",
+        ] {
+            assert!(!own_code(other), "{other}");
+        }
+    }
 }
