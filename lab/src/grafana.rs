@@ -22,9 +22,21 @@ pub fn encode(text: &str) -> String {
 }
 
 /// Explore with one query on one datasource over the last 15 minutes.
-/// `datasource` is (uid, type); `field` is the query's key in that
-/// datasource's model (`query` for Tempo, `expr` for Loki and Prometheus).
+/// `datasource` is (uid, type).
 pub fn explore(base: &str, datasource: (&str, &str), query: &str) -> String {
+    explore_over(base, datasource, query, ("now-15m", "now"))
+}
+
+/// Explore over a range in Grafana's own terms (`now-5m`, `now+10m`); the
+/// query goes under the key its datasource's model reads (`query` for
+/// Tempo, `expr` for Loki and Prometheus, a profile type and selector for
+/// Pyroscope).
+pub fn explore_over(
+    base: &str,
+    datasource: (&str, &str),
+    query: &str,
+    (from, to): (&str, &str),
+) -> String {
     let (uid, kind) = datasource;
     let mut target = json!({
         "refId": "A",
@@ -46,7 +58,7 @@ pub fn explore(base: &str, datasource: (&str, &str), query: &str) -> String {
         "lab": {
             "datasource": uid,
             "queries": [target],
-            "range": { "from": "now-15m", "to": "now" }
+            "range": { "from": from, "to": to }
         }
     });
     format!(

@@ -255,9 +255,16 @@ pub fn explore_link(grafana: &str, step: &crate::scenario::Step) -> Option<Strin
         Language::Profile => crate::grafana::PYROSCOPE,
         Language::Sql => return None,
     };
-    Some(crate::grafana::explore(
+    let (back, ahead) = step.query.reach().ok()?;
+    let to = if ahead.is_zero() {
+        "now".to_owned()
+    } else {
+        format!("now+{}s", ahead.as_secs())
+    };
+    Some(crate::grafana::explore_over(
         grafana,
         datasource,
         &step.query.text,
+        (&format!("now-{}s", back.as_secs()), &to),
     ))
 }

@@ -86,6 +86,12 @@ enum Command {
     Export(cli::export::ExportCommand),
 }
 
+/// Sampled, so `lab service server|requester` push heap profiles; the
+/// lab's other roles never start sampling and pay one relaxed load per
+/// allocation.
+#[global_allocator]
+static HEAP: mythical_services::heap::Sampled = mythical_services::heap::Sampled;
+
 #[tokio::main]
 async fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -1196,6 +1196,14 @@ fn backends_run_as_one_process_on_local_disk_and_keep_exemplars() {
     assert_eq!(newest["object_store"], "filesystem");
     assert_eq!(loki["limits_config"]["allow_structured_metadata"], true);
     assert!(loki["limits_config"]["retention_period"].is_string());
+    let grace = loki["limits_config"]["creation_grace_period"]
+        .as_str()
+        .expect("loki limits_config.creation_grace_period is set");
+    let grace = lab_backend::params::duration("creation_grace_period", grace).unwrap();
+    assert!(
+        grace > mythical_services::faults::clock_skew::AHEAD.as_nanos() as i64 * 2,
+        "Loki must keep the clock-skew scenario's lines from the future"
+    );
     if loki["compactor"]["retention_enabled"] == true {
         assert!(
             loki["compactor"]["delete_request_store"].is_string(),

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod config;
 pub mod events;
 pub mod faults;
+pub mod heap;
 pub mod http_json;
 pub mod profiling;
 pub mod propagation;

@@ -1,10 +1,17 @@
-//! Continuous CPU profiling: the `pyroscope` agent, started when
+//! Continuous profiling: the `pyroscope` agent for CPU, started when
 //! `PYROSCOPE_SERVER_ADDRESS` is set (the variable Pyroscope's SDKs read),
-//! pushing a profile every ten seconds to Pyroscope or the lab's backend.
+//! pushing a profile every ten seconds to Pyroscope or the lab's backend;
+//! and, in a binary whose allocator is [`crate::heap::Sampled`], the heap
+//! pusher for memory in use and memory allocated.
 //!
-//! Sampling happens in a signal handler and uploads run on the agent's own
-//! threads, so an unreachable server costs failed uploads on those threads,
-//! never request latency. Unset, nothing is started and nothing is paid.
+//! CPU sampling happens in a signal handler, heap sampling in the
+//! allocator, and uploads run on the profilers' own threads, so an
+//! unreachable server costs failed uploads on those threads, never request
+//! latency. Unset, nothing is started and nothing is paid.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use pyroscope::PyroscopeAgent;
@@ -53,6 +60,7 @@ impl ProfilingConfig {
 /// threads.
 pub struct Profiler {
     agent: PyroscopeAgent<PyroscopeAgentRunning>,
+    heap: Option<HeapPusher>,
 }
 
 impl Profiler {
@@ -84,7 +92,10 @@ impl Profiler {
                 config.service_name, config.server
             )
         })?;
-        Ok(Profiler { agent })
+        let heap = crate::heap::installed()
+            .then(|| HeapPusher::start(config.clone()))
+            .transpose()?;
+        Ok(Profiler { agent, heap })
     }
 
     /// Starts the agent when `PYROSCOPE_SERVER_ADDRESS` is set.
@@ -102,7 +113,11 @@ impl Profiler {
     pub fn stop(self) {
         let (done, finished) = std::sync::mpsc::channel();
         let agent = self.agent;
+        let heap = self.heap;
         std::thread::spawn(move || {
+            if let Some(heap) = heap {
+                heap.stop();
+            }
             match agent.stop() {
                 Ok(ready) => ready.shutdown(),
                 Err(err) => tracing::warn!("stopping the CPU profiler failed: {err}"),
@@ -115,6 +130,120 @@ impl Profiler {
 
 /// The longest [`Profiler::stop`] waits for the agent.
 pub const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How often the heap pusher sends, as the CPU agent does.
+pub const HEAP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The heap profiles, as Pyroscope's legacy ingest names them: the suffix of
+/// the application name, and the aggregation that tells a snapshot
+/// (`average`: memory in use) from a sum over the interval (memory
+/// allocated).
+const HEAP_PROFILES: [(&str, &str); 2] = [("inuse_space", "average"), ("alloc_space", "sum")];
+
+/// The thread that turns heap samples into pushes.
+pub struct HeapPusher {
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl HeapPusher {
+    /// Starts sampling and a thread that pushes every [`HEAP_INTERVAL`].
+    pub fn start(config: ProfilingConfig) -> Result<HeapPusher> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .context("could not build the heap profiler's HTTP client")?;
+        let (stop, stopped) = mpsc::channel();
+        crate::heap::enable(true);
+        let thread = std::thread::Builder::new()
+            .name("heap-profiler".into())
+            .spawn(move || crate::heap::unsampled(|| push_heap(&config, &client, &stopped)))
+            .context("could not start the heap profiler's thread")?;
+        Ok(HeapPusher { stop, thread })
+    }
+
+    /// Stops sampling, pushes what is left and ends the thread.
+    pub fn stop(self) {
+        crate::heap::enable(false);
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn push_heap(config: &ProfilingConfig, client: &reqwest::Client, stopped: &mpsc::Receiver<()>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::warn!("the heap profiler has no runtime, so it pushes nothing: {err}");
+            return;
+        }
+    };
+    let mut names = HashMap::new();
+    let mut from = unix_seconds();
+    loop {
+        let last = !matches!(
+            stopped.recv_timeout(HEAP_INTERVAL),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        let until = unix_seconds().max(from + 1);
+        let snapshot = crate::heap::snapshot(&mut names);
+        for ((suffix, aggregation), costs) in HEAP_PROFILES
+            .iter()
+            .zip([&snapshot.in_use, &snapshot.allocated])
+        {
+            let body = crate::heap::folded(costs, |c| c.bytes);
+            if body.is_empty() {
+                continue;
+            }
+            let name = format!(
+                "{}.{suffix}{{service_name={},service_namespace={}}}",
+                config.service_name, config.service_name, config.namespace
+            );
+            let from = from.to_string();
+            let until = until.to_string();
+            let push = async {
+                client
+                    .post(format!("{}/ingest", config.server))
+                    .query(&[
+                        ("name", name.as_str()),
+                        ("from", &from),
+                        ("until", &until),
+                        ("units", "bytes"),
+                        ("aggregationType", aggregation),
+                        ("spyName", "rustspy"),
+                        ("format", "folded"),
+                    ])
+                    .body(body)
+                    .send()
+                    .await
+            };
+            match runtime.block_on(push) {
+                Ok(answer) if answer.status().is_success() => {}
+                Ok(answer) => tracing::warn!(
+                    "the heap profile push to {} was refused: {}",
+                    config.server,
+                    answer.status()
+                ),
+                Err(err) => {
+                    tracing::warn!("the heap profile push to {} failed: {err}", config.server)
+                }
+            }
+        }
+        from = until;
+        if last {
+            return;
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -19,8 +19,12 @@ pub struct QueryArgs {
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub since: Duration,
     /// Where the window ends, as a time before now (default: now).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration, conflicts_with = "ahead")]
     pub until: Option<Duration>,
+    /// Let the window reach this far past now, for records stamped in the
+    /// future (a skewed clock); --since still counts back from now.
+    #[arg(long, value_parser = parse_duration)]
+    pub ahead: Option<Duration>,
     /// At most this many traces or log lines.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
@@ -50,7 +54,7 @@ pub async fn run(state_dir: Option<PathBuf>, args: QueryArgs) -> Result<()> {
     let end = now - args.until.map_or(0, |d| d.as_nanos() as i64);
     let window = Window {
         start: end - args.since.as_nanos() as i64,
-        end,
+        end: end + args.ahead.map_or(0, |d| d.as_nanos() as i64),
     };
     let step = args
         .step

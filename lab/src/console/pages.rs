@@ -304,16 +304,22 @@ pub async fn scenarios(State(console): State<Arc<Console>>, Query(params): Param
 }
 
 /// The link of the view that shows a query of `language`.
-fn view_link(language: crate::scenario::Language, query: &str) -> Option<String> {
+fn view_link(step_query: &crate::scenario::Query) -> Option<String> {
     use crate::scenario::Language;
-    let path = match language {
+    let path = match step_query.language {
         Language::Traceql => "/traces",
         Language::Logql => "/logs",
         Language::Promql => "/metrics",
         Language::Profile => "/profiles",
         Language::Sql => return None,
     };
-    Some(format!("{path}?q={}", html::encode(query)))
+    let mut link = format!("{path}?q={}", html::encode(&step_query.text));
+    for (name, value) in [("since", &step_query.since), ("ahead", &step_query.ahead)] {
+        if let Some(value) = value {
+            link.push_str(&format!("&{name}={}", html::encode(value)));
+        }
+    }
+    Some(link)
 }
 
 fn guide_form(action: &str, scenario: &Scenario, step: usize, label: &str, class: &str) -> String {
@@ -399,7 +405,7 @@ pub async fn guide(State(console): State<Arc<Console>>, Query(params): Params) -
             explore.as_deref(),
         ));
         body.push_str(&guide_form("run", scenario, i, "Run the query", ""));
-        if let Some(link) = view_link(step.query.language, &step.query.text) {
+        if let Some(link) = view_link(&step.query) {
             let _ = write!(
                 body,
                 r#" <a href="{}">Open in the console's view</a>"#,

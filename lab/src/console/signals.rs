@@ -22,7 +22,8 @@ use crate::query::Window;
 /// The windows a view offers.
 const WINDOWS: &[&str] = &["5m", "15m", "1h", "3h"];
 
-/// The window ending now that `since` names (default 15 minutes).
+/// The window `since` names (default 15 minutes back), ending now or, with
+/// `ahead`, that far past now (for records stamped in the future).
 fn window(params: &HashMap<String, String>) -> Result<(String, Window), String> {
     let since = params
         .get("since")
@@ -31,18 +32,38 @@ fn window(params: &HashMap<String, String>) -> Result<(String, Window), String> 
         .unwrap_or_else(|| "15m".to_owned());
     let back =
         crate::cli::parse_duration(since.trim()).map_err(|e| format!("since={since}: {e}"))?;
+    let ahead = match params.get("ahead").filter(|s| !s.trim().is_empty()) {
+        Some(ahead) => {
+            crate::cli::parse_duration(ahead.trim()).map_err(|e| format!("ahead={ahead}: {e}"))?
+        }
+        None => std::time::Duration::ZERO,
+    };
     let now = lab_backend::params::now_nanos();
     Ok((
         since,
         Window {
             start: now - back.as_nanos() as i64,
-            end: now + 1_000_000_000,
+            end: now + ahead.as_nanos() as i64 + 1_000_000_000,
         },
     ))
 }
 
-/// A search form: the query, the window, a button.
-fn search_form(path: &str, label: &str, query: &str, since: &str, extra: &str) -> String {
+/// A search form: the query, the window (`since`, and `ahead` kept when the
+/// page was asked for one), a button.
+fn search_form(
+    path: &str,
+    label: &str,
+    query: &str,
+    params: &HashMap<String, String>,
+    extra: &str,
+) -> String {
+    let since = params.get("since").map_or("15m", String::as_str);
+    let ahead = params.get("ahead").map_or(String::new(), |a| {
+        format!(
+            r#"<input type="hidden" name="ahead" value="{a}"><span class="small">and {a} ahead of now</span>"#,
+            a = escape(a)
+        )
+    });
     let mut options = String::new();
     for w in WINDOWS {
         let selected = if *w == since { " selected" } else { "" };
@@ -59,7 +80,7 @@ fn search_form(path: &str, label: &str, query: &str, since: &str, extra: &str) -
         );
     }
     format!(
-        r#"<form class="search" method="get" action="{path}"><label for="q">{label}<input type="text" id="q" name="q" value="{}" spellcheck="false" autocomplete="off"></label>{extra}<label class="small" for="since">Window<select id="since" name="since">{options}</select></label><button type="submit">Run</button></form>"#,
+        r#"<form class="search" method="get" action="{path}"><label for="q">{label}<input type="text" id="q" name="q" value="{}" spellcheck="false" autocomplete="off"></label>{extra}{ahead}<label class="small" for="since">Window<select id="since" name="since">{options}</select></label><button type="submit">Run</button></form>"#,
         escape(query)
     )
 }
@@ -105,8 +126,7 @@ pub async fn traces(State(console): State<Arc<Console>>, Query(params): Params) 
         .filter(|q| !q.trim().is_empty())
         .cloned()
         .unwrap_or_else(|| "{ status = error }".to_owned());
-    let since = params.get("since").cloned().unwrap_or_else(|| "15m".into());
-    let head = search_form("/traces", "TraceQL", &query, &since, "")
+    let head = search_form("/traces", "TraceQL", &query, &params, "")
         + &html::query_box(
             "TraceQL",
             &query,
@@ -341,8 +361,7 @@ pub async fn logs(State(console): State<Arc<Console>>, Query(params): Params) ->
         .filter(|q| !q.trim().is_empty())
         .cloned()
         .unwrap_or_else(|| r#"{service_name=~"mythical-.*"} |= "FAILURE""#.to_owned());
-    let since = params.get("since").cloned().unwrap_or_else(|| "15m".into());
-    let head = search_form("/logs", "LogQL", &query, &since, "")
+    let head = search_form("/logs", "LogQL", &query, &params, "")
         + &html::query_box(
             "LogQL",
             &query,
@@ -472,7 +491,6 @@ pub async fn metrics(State(console): State<Arc<Console>>, Query(params): Params)
     let service = params.get("service").cloned().unwrap_or_default();
     let beast = params.get("beast").cloned().unwrap_or_default();
     let query = params.get("q").cloned().unwrap_or_default();
-    let since = params.get("since").cloned().unwrap_or_else(|| "15m".into());
     let beasts: Vec<&str> = mythical_storage::Beast::ALL
         .iter()
         .map(|b| b.as_str())
@@ -484,7 +502,7 @@ pub async fn metrics(State(console): State<Arc<Console>>, Query(params): Params)
         &service,
         "all services",
     ) + &select("beast", "Beast", &beasts, &beast, "all beasts");
-    let head = search_form("/metrics", "PromQL (optional)", &query, &since, &filters);
+    let head = search_form("/metrics", "PromQL (optional)", &query, &params, &filters);
     let result = async {
         let (_, window) = window(&params).map_err(bad_window)?;
         let client = console.client(&lab)?;
@@ -537,8 +555,7 @@ pub async fn profiles(State(console): State<Arc<Console>>, Query(params): Params
             r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="mythical-server"}"#
                 .to_owned()
         });
-    let since = params.get("since").cloned().unwrap_or_else(|| "15m".into());
-    let head = search_form("/profiles", "Profile selector", &query, &since, "")
+    let head = search_form("/profiles", "Profile selector", &query, &params, "")
         + &html::query_box(
             "Profile",
             &query,

@@ -395,7 +395,34 @@ async fn cpu_hog(
         ),
         trace_id: Some(trace_id),
     }];
-    let profile = r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="mythical-server"}"#;
+    let (hot, profiled) = own_top(
+        client,
+        r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="mythical-server"}"#,
+        window,
+        "hottest functions",
+    )
+    .await;
+    evidence.push(profiled);
+    Ok(Some(fault(
+        "cpu-hog",
+        "mythical-server",
+        format!(
+            "mythical-server spends {outside_ms:.0} ms of a {median_ms:.0} ms request outside the database: busy on CPU{}",
+            hot.first().map_or(String::new(), |h| format!(" in {h}"))
+        ),
+        format!("median request {median_ms:.0} ms, {outside_ms:.0} ms of it outside the database"),
+        evidence,
+    )))
+}
+
+/// The server's own functions that cost the most in a profile (self
+/// first), and that as evidence; `what` names them in the finding.
+async fn own_top(
+    client: &QueryClient,
+    profile: &str,
+    window: Window,
+    what: &str,
+) -> (Vec<String>, Evidence) {
     let top = client.profile_top(profile, window, 50).await.ok();
     let hot: Vec<String> = top
         .as_ref()
@@ -409,34 +436,28 @@ async fn cpu_hog(
                 .map(str::to_owned)
         })
         .collect();
-    evidence.push(Evidence {
-        signal: "profiles",
-        query: profile.into(),
-        finding: if top
-            .as_ref()
-            .is_none_or(|t| t["total"].as_i64().unwrap_or(0) == 0)
-        {
-            "no CPU profile of the server to read".into()
-        } else if hot.is_empty() {
-            "the server's profile has none of its own functions among its 50 hottest".into()
-        } else {
-            format!(
-                "the server's hottest functions of its own: {}",
-                hot.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
-            )
-        },
-        trace_id: None,
-    });
-    Ok(Some(fault(
-        "cpu-hog",
-        "mythical-server",
+    let finding = if top
+        .as_ref()
+        .is_none_or(|t| t["total"].as_i64().unwrap_or(0) == 0)
+    {
+        "no profile of the server to read".to_owned()
+    } else if hot.is_empty() {
+        "the server's profile has none of its own functions among its 50 costliest".to_owned()
+    } else {
         format!(
-            "mythical-server spends {outside_ms:.0} ms of a {median_ms:.0} ms request outside the database: busy on CPU{}",
-            hot.first().map_or(String::new(), |h| format!(" in {h}"))
-        ),
-        format!("median request {median_ms:.0} ms, {outside_ms:.0} ms of it outside the database"),
-        evidence,
-    )))
+            "the server's {what} of its own: {}",
+            hot.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        )
+    };
+    (
+        hot,
+        Evidence {
+            signal: "profiles",
+            query: profile.into(),
+            finding,
+            trace_id: None,
+        },
+    )
 }
 
 /// Who holds a lock that stops writes on a table, what it runs and how
@@ -487,24 +508,37 @@ async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diag
         .map(|s| format!("+{s:.1}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let (holders, profiled) = own_top(
+        client,
+        r#"memory:inuse_space:bytes:space:bytes{service_name="mythical-server"}"#,
+        window,
+        "functions holding the most memory",
+    )
+    .await;
     Ok(Some(fault(
         "memory-leak",
         "mythical-server",
         format!(
-            "mythical-server's resident memory climbs at every scrape ({steps_text} MiB), {growth:.0} MiB in the last minute, now {:.0} MiB: it holds memory it never frees",
-            mib(samples[samples.len() - 1])
+            "mythical-server's resident memory climbs at every scrape ({steps_text} MiB), {growth:.0} MiB in the last minute, now {:.0} MiB: it holds memory it never frees{}",
+            mib(samples[samples.len() - 1]),
+            holders
+                .first()
+                .map_or(String::new(), |h| format!(", kept by {h}"))
         ),
         format!("+{growth:.1} MiB in the last minute"),
-        vec![Evidence {
-            signal: "metrics",
-            query: query.into(),
-            finding: format!(
-                "{:.0} MiB → {:.0} MiB over the last minute; the last scrapes {steps_text} MiB",
-                mib(samples[0]),
-                mib(samples[samples.len() - 1])
-            ),
-            trace_id: None,
-        }],
+        vec![
+            Evidence {
+                signal: "metrics",
+                query: query.into(),
+                finding: format!(
+                    "{:.0} MiB → {:.0} MiB over the last minute; the last scrapes {steps_text} MiB",
+                    mib(samples[0]),
+                    mib(samples[samples.len() - 1])
+                ),
+                trace_id: None,
+            },
+            profiled,
+        ],
     )))
 }
 

@@ -2,8 +2,6 @@
 //! through the same client — and says whether its result shows what the
 //! step expects.
 
-use std::time::Duration;
-
 use anyhow::Result;
 use serde_json::Value;
 
@@ -89,18 +87,11 @@ fn judge(expect: &Expect, results: usize, text: &str, values: &[f64]) -> Vec<Str
 
 /// Runs the step's query now.
 pub async fn run(step: &Step, client: &QueryClient, postgres_port: Option<u16>) -> Result<Outcome> {
-    let since = step
-        .query
-        .since
-        .as_deref()
-        .map(crate::cli::parse_duration)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!(e))?
-        .unwrap_or(Duration::from_secs(300));
+    let (back, ahead) = step.query.reach().map_err(|e| anyhow::anyhow!(e))?;
     let now = lab_backend::params::now_nanos();
     let window = Window {
-        start: now - since.as_nanos() as i64,
-        end: now + 1_000_000_000,
+        start: now - back.as_nanos() as i64,
+        end: now + ahead.as_nanos() as i64 + 1_000_000_000,
     };
     let query = &step.query.text;
     let (results, text, values, shown) = match step.query.language {

@@ -11,6 +11,7 @@ pub mod run;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -160,6 +161,26 @@ pub struct Query {
     /// How far back the query looks (default 5m).
     #[serde(default)]
     pub since: Option<String>,
+    /// How far past now the window reaches (default 0), for records
+    /// stamped in the future.
+    #[serde(default)]
+    pub ahead: Option<String>,
+}
+
+impl Query {
+    /// How far back and how far ahead of now the query looks; the durations
+    /// were checked when the scenario was loaded.
+    pub fn reach(&self) -> Result<(Duration, Duration), String> {
+        let back = match &self.since {
+            Some(since) => crate::cli::parse_duration(since)?,
+            None => Duration::from_secs(300),
+        };
+        let ahead = match &self.ahead {
+            Some(ahead) => crate::cli::parse_duration(ahead)?,
+            None => Duration::ZERO,
+        };
+        Ok((back, ahead))
+    }
 }
 
 /// A step passes when every given condition holds.
@@ -374,13 +395,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         return Err(fail("steps:", "a scenario needs at least one step".into()));
     }
     for step in &scenario.steps {
-        if let Some(since) = &step.query.since
-            && crate::cli::parse_duration(since).is_err()
-        {
-            return Err(fail(
-                since,
-                format!("since: `{since}` is not a duration such as 5m"),
-            ));
+        for (field, value) in [("since", &step.query.since), ("ahead", &step.query.ahead)] {
+            if let Some(value) = value
+                && crate::cli::parse_duration(value).is_err()
+            {
+                return Err(fail(
+                    value,
+                    format!("{field}: `{value}` is not a duration such as 5m"),
+                ));
+            }
         }
         if step.query.text.trim().is_empty() {
             return Err(fail(
@@ -517,6 +540,27 @@ solution: The server drops the name.
 
         let err = parse(Path::new("scenarios/other.yaml"), GOOD).unwrap_err();
         assert!(err.message.contains("name the file sample.yaml"), "{err}");
+
+        let late = "[1m]))\n      ahead: soon";
+        let err = parse(path, &GOOD.replace("[1m]))", late)).unwrap_err();
+        assert_eq!(err.line, 16, "{err}");
+        assert!(err.message.contains("ahead: `soon`"), "{err}");
+    }
+
+    #[test]
+    fn a_step_reaches_back_and_ahead_of_now() {
+        let path = Path::new("scenarios/sample.yaml");
+        let s = parse(path, GOOD).unwrap();
+        assert_eq!(
+            s.steps[0].query.reach().unwrap(),
+            (Duration::from_secs(300), Duration::ZERO)
+        );
+        let future = GOOD.replace("[1m]))", "[1m]))\n      since: 0s\n      ahead: 15m");
+        let s = parse(path, &future).unwrap();
+        assert_eq!(
+            s.steps[0].query.reach().unwrap(),
+            (Duration::ZERO, Duration::from_secs(900))
+        );
     }
 
     #[test]

@@ -4,6 +4,10 @@
 use mythical_services::server::{self, ServerConfig};
 use mythical_services::telemetry::Telemetry;
 
+/// Sampled, so the service's heap profile shows who holds its memory.
+#[global_allocator]
+static HEAP: mythical_services::heap::Sampled = mythical_services::heap::Sampled;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     mythical_services::init_console_log();
