@@ -117,6 +117,17 @@ async fn labelled(docker: &Docker, state: &Path) -> (Vec<String>, usize, usize) 
     (containers, networks, volumes)
 }
 
+/// A console page's HTML, which must answer 200.
+async fn page(url: &str) -> String {
+    let answer = reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = answer.status();
+    let body = answer.text().await.unwrap();
+    assert!(status.is_success(), "{url}: {status}: {body}");
+    body
+}
+
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -217,6 +228,57 @@ async fn embedded_lab_in_containers_diagnoses_faults_and_down_removes_only_its_o
     for signal in ["metrics", "traces", "logs", "database"] {
         assert!(signals.contains(&signal), "{signal} missing: {report:#}");
     }
+    // The console shows the containers' lab as it shows a native one.
+    let console = status["endpoints"]["console"]
+        .as_str()
+        .unwrap_or_else(|| panic!("lab up starts the console: {status:#}"))
+        .to_owned();
+    let home = page(&format!("{console}/")).await;
+    assert!(
+        home.contains("Runtime <strong>docker</strong>")
+            && home.contains("5 of 5 components healthy"),
+        "{home}"
+    );
+    let diagnosis = page(&format!("{console}/diagnose")).await;
+    assert!(diagnosis.contains("null-name"), "{diagnosis}");
+    let traces = page(&format!("{console}/traces")).await;
+    assert!(traces.contains("href=\"/trace/"), "{traces}");
+
+    // The server in its container pushes heap profiles too (every 10 s),
+    // and they name its own functions.
+    let backend = status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "backend")
+        .and_then(|c| c["endpoints"]["query"].as_str())
+        .expect("the backend has a query endpoint")
+        .to_owned();
+    let selector = "memory:inuse_space:bytes:space:bytes%7Bservice_name%3D%22mythical-server%22%7D";
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let top: Value = serde_json::from_str(
+            &page(&format!(
+                "{backend}/api/profiles/top?query={selector}&from=now-5m&until=now&limit=200"
+            ))
+            .await,
+        )
+        .unwrap();
+        let named = top["functions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|f| f["name"].as_str().unwrap_or("").starts_with("mythical_"));
+        if named {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no heap profile naming the server's code: {top}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
     ok(
         &lab(&state, &["fault", "clear", "null-name"]),
         "clear null-name",

@@ -544,6 +544,40 @@ pub async fn metrics(State(console): State<Arc<Console>>, Query(params): Params)
     Ok(view("/metrics", "Metrics", head, result))
 }
 
+/// The profiles the services push, as Pyroscope names their types.
+const PROFILE_TYPES: [(&str, &str); 3] = [
+    ("CPU", "process_cpu:cpu:nanoseconds:cpu:nanoseconds"),
+    ("memory in use", "memory:inuse_space:bytes:space:bytes"),
+    ("memory allocated", "memory:alloc_space:bytes:space:bytes"),
+];
+
+/// Links to each profile type of each service over the same window; the
+/// one shown is not a link.
+fn profile_choices(query: &str, params: &HashMap<String, String>) -> String {
+    let since = params.get("since").map_or("15m", String::as_str);
+    let mut out = String::from(r#"<p class="small" id="profile-choices">"#);
+    for service in ["mythical-server", "mythical-requester"] {
+        let _ = write!(out, "{service}: ");
+        for (i, (label, profile_type)) in PROFILE_TYPES.iter().enumerate() {
+            let selector = format!(r#"{profile_type}{{service_name="{service}"}}"#);
+            let sep = if i == 0 { "" } else { " · " };
+            if selector == query {
+                let _ = write!(out, "{sep}<strong>{label}</strong>");
+            } else {
+                let _ = write!(
+                    out,
+                    r#"{sep}<a href="/profiles?q={}&amp;since={}">{label}</a>"#,
+                    html::encode(&selector),
+                    html::encode(since)
+                );
+            }
+        }
+        out.push_str("<br>");
+    }
+    out.push_str("</p>");
+    out
+}
+
 /// `GET /profiles?q=…&since=…`: a profile's flame graph.
 pub async fn profiles(State(console): State<Arc<Console>>, Query(params): Params) -> Page {
     let lab = console.lab()?;
@@ -556,6 +590,7 @@ pub async fn profiles(State(console): State<Arc<Console>>, Query(params): Params
                 .to_owned()
         });
     let head = search_form("/profiles", "Profile selector", &query, &params, "")
+        + &profile_choices(&query, &params)
         + &html::query_box(
             "Profile",
             &query,
@@ -583,7 +618,7 @@ pub async fn profiles(State(console): State<Arc<Console>>, Query(params): Params
             .collect();
         let unit = answer["metadata"]["units"].as_str().unwrap_or("samples");
         let mut body = String::from(
-            r#"<p>Each bar is a function; its width is its share of the samples, its children are what it called. Hover (or focus) a bar for its numbers.</p><div class="scroll">"#,
+            r#"<p>Each bar is a function; its width is its share of the whole (CPU time, or bytes of memory), its children are what it called. Hover (or focus) a bar for its numbers.</p><div class="scroll">"#,
         );
         body.push_str(&svg::flame_graph(&names, &levels, unit));
         body.push_str("</div>");
@@ -625,6 +660,39 @@ mod tests {
             spans[1].1.attributes[0],
             ("db.response.status_code".into(), "23502".into())
         );
+    }
+
+    #[test]
+    fn every_profile_type_of_each_service_is_one_click_away() {
+        let shown = r#"memory:inuse_space:bytes:space:bytes{service_name="mythical-server"}"#;
+        let params = HashMap::from([("since".to_owned(), "1h".to_owned())]);
+        let links = profile_choices(shown, &params);
+        assert!(links.contains("<strong>memory in use</strong>"), "{links}");
+        assert_eq!(links.matches("<a href=").count(), 5, "{links}");
+        assert!(
+            links.contains(&format!(
+                "/profiles?q={}&amp;since=1h",
+                html::encode(
+                    r#"memory:alloc_space:bytes:space:bytes{service_name="mythical-requester"}"#
+                )
+            )),
+            "{links}"
+        );
+    }
+
+    #[test]
+    fn a_window_may_reach_ahead_of_now_and_the_form_keeps_it() {
+        let params = HashMap::from([
+            ("since".to_owned(), "0s".to_owned()),
+            ("ahead".to_owned(), "15m".to_owned()),
+        ]);
+        let (_, w) = window(&params).unwrap();
+        let now = lab_backend::params::now_nanos();
+        assert!(w.start <= now && w.end >= now + 899_000_000_000, "{w:?}");
+        let form = search_form("/logs", "LogQL", "{}", &params, "");
+        assert!(form.contains(r#"name="ahead" value="15m""#), "{form}");
+        let bad = HashMap::from([("ahead".to_owned(), "soon".to_owned())]);
+        assert!(window(&bad).unwrap_err().contains("ahead=soon"));
     }
 
     #[test]
