@@ -101,7 +101,7 @@ async fn the_pyroscope_agent_finds_hash_the_hoard_on_top_and_it_survives_a_resta
     assert!(stats.profiles > 0, "no profile arrived: {stats:?}");
 
     let (status, top) = get(&format!(
-        "{base}/api/profiles/top?query={}&{window}&limit=5",
+        "{base}/api/profiles/top?query={}&{window}&limit=50",
         selector("mythical-server")
     ))
     .await;
@@ -162,7 +162,7 @@ async fn the_pyroscope_agent_finds_hash_the_hoard_on_top_and_it_survives_a_resta
     backend.shutdown().await;
     let again = lab_backend::start(config(data.path())).await.unwrap();
     let (_, top) = get(&format!(
-        "{}/api/profiles/top?query={}&{window}&limit=5",
+        "{}/api/profiles/top?query={}&{window}&limit=50",
         again.query_url(),
         selector("mythical-server")
     ))
