@@ -2,9 +2,10 @@
 //! allocator samples about one allocation per [`SAMPLE_BYTES`] allocated
 //! (a Poisson process over bytes, so big and small allocations are fairly
 //! represented once scaled), keeps the stack of each sampled allocation while
-//! it lives, and a pusher sends two profiles every ten seconds in Pyroscope's
-//! ingest format: the memory in use now (`inuse_space`) and the memory
-//! allocated since the last push (`alloc_space`).
+//! it lives, and a pusher ([`crate::profiling::HeapPusher`]) sends every ten
+//! seconds, in Pyroscope's ingest format, the memory in use now
+//! (`inuse_space`, `inuse_objects`) and the memory allocated since the last
+//! push (`alloc_space`, `alloc_objects`).
 //!
 //! A binary opts in with
 //! `#[global_allocator] static HEAP: mythical_services::heap::Sampled = mythical_services::heap::Sampled;`;

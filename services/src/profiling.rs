@@ -137,8 +137,42 @@ pub const HEAP_INTERVAL: Duration = Duration::from_secs(10);
 /// The heap profiles, as Pyroscope's legacy ingest names them: the suffix of
 /// the application name, and the aggregation that tells a snapshot
 /// (`average`: memory in use) from a sum over the interval (memory
-/// allocated).
-const HEAP_PROFILES: [(&str, &str); 2] = [("inuse_space", "average"), ("alloc_space", "sum")];
+/// allocated); `units` tells bytes from objects. Go's four heap sample
+/// types.
+const HEAP_PROFILES: [HeapProfile; 4] = [
+    HeapProfile {
+        suffix: "inuse_space",
+        units: "bytes",
+        aggregation: "average",
+        in_use: true,
+    },
+    HeapProfile {
+        suffix: "inuse_objects",
+        units: "objects",
+        aggregation: "average",
+        in_use: true,
+    },
+    HeapProfile {
+        suffix: "alloc_space",
+        units: "bytes",
+        aggregation: "sum",
+        in_use: false,
+    },
+    HeapProfile {
+        suffix: "alloc_objects",
+        units: "objects",
+        aggregation: "sum",
+        in_use: false,
+    },
+];
+
+struct HeapProfile {
+    suffix: &'static str,
+    units: &'static str,
+    aggregation: &'static str,
+    /// The heap now, or what was allocated over the interval.
+    in_use: bool,
+}
 
 /// The thread that turns heap samples into pushes.
 pub struct HeapPusher {
@@ -196,17 +230,23 @@ fn push_heap(config: &ProfilingConfig, client: &reqwest::Client, stopped: &mpsc:
         );
         let until = unix_seconds().max(from + 1);
         let snapshot = crate::heap::snapshot(&mut names);
-        for ((suffix, aggregation), costs) in HEAP_PROFILES
-            .iter()
-            .zip([&snapshot.in_use, &snapshot.allocated])
-        {
-            let body = crate::heap::folded(costs, |c| c.bytes);
+        for profile in &HEAP_PROFILES {
+            let costs = if profile.in_use {
+                &snapshot.in_use
+            } else {
+                &snapshot.allocated
+            };
+            let body = if profile.units == "bytes" {
+                crate::heap::folded(costs, |c| c.bytes)
+            } else {
+                crate::heap::folded(costs, |c| c.objects)
+            };
             if body.is_empty() {
                 continue;
             }
             let name = format!(
-                "{}.{suffix}{{service_name={},service_namespace={}}}",
-                config.service_name, config.service_name, config.namespace
+                "{}.{}{{service_name={},service_namespace={}}}",
+                config.service_name, profile.suffix, config.service_name, config.namespace
             );
             let from = from.to_string();
             let until = until.to_string();
@@ -217,8 +257,8 @@ fn push_heap(config: &ProfilingConfig, client: &reqwest::Client, stopped: &mpsc:
                         ("name", name.as_str()),
                         ("from", &from),
                         ("until", &until),
-                        ("units", "bytes"),
-                        ("aggregationType", aggregation),
+                        ("units", profile.units),
+                        ("aggregationType", profile.aggregation),
                         ("spyName", "rustspy"),
                         ("format", "folded"),
                     ])

@@ -108,6 +108,21 @@ fn the_heap_profile_names_who_holds_memory_and_who_only_allocated() {
         "spend_the_gold freed all it took: {in_use}"
     );
 
+    // Counted as objects too: 2048 blocks kept, within sampling error (a
+    // 16 KiB block is sampled about once in 32).
+    let objects = top(&base, "memory:inuse_objects:count:space:bytes");
+    let kept_objects = objects["functions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["name"].as_str().unwrap_or("").contains("keep_the_gold"))
+        .map(|f| f["self"].as_f64().unwrap())
+        .sum::<f64>();
+    assert!(
+        (1200.0..3200.0).contains(&kept_objects),
+        "{kept_objects} objects kept by keep_the_gold: {objects}"
+    );
+
     let allocated = top(&base, "memory:alloc_space:bytes:space:bytes");
     let (spent, _) = share(&allocated, "spend_the_gold");
     let (kept_alloc, _) = share(&allocated, "keep_the_gold");

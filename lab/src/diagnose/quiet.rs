@@ -100,7 +100,6 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     Some(values[values.len() / 2])
 }
 
-/// The duration of a search result's first matched span.
 /// Whether a profile frame is the mythical services' own code rather than
 /// the standard library, a dependency or libc: its path starts in one of
 /// the `mythical_*` crates, also when it is a trait method
@@ -114,6 +113,7 @@ fn own_code(frame: &str) -> bool {
     path.starts_with("mythical_")
 }
 
+/// The duration of a search result's first matched span.
 fn matched_ms(trace: &Value) -> Option<f64> {
     let nanos: f64 = trace["spanSet"]["spans"][0]["durationNanos"]
         .as_str()?
