@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 /// `MemProfileRate`).
 pub const SAMPLE_BYTES: u64 = 512 * 1024;
 
-/// The deepest stack kept.
-const MAX_FRAMES: usize = 64;
+/// The deepest stack kept (a debug build's async stacks run deep).
+const MAX_FRAMES: usize = 128;
 
 /// How many sampled blocks live at addresses of each hash: a free looks at
 /// its address's count and takes the lock only when it is not zero (a

@@ -408,32 +408,32 @@ async fn cpu_hog(
         "mythical-server",
         format!(
             "mythical-server spends {outside_ms:.0} ms of a {median_ms:.0} ms request outside the database: busy on CPU{}",
-            hot.first().map_or(String::new(), |h| format!(" in {h}"))
+            hot.first()
+                .map_or(String::new(), |(h, _)| format!(" in {h}"))
         ),
         format!("median request {median_ms:.0} ms, {outside_ms:.0} ms of it outside the database"),
         evidence,
     )))
 }
 
-/// The server's own functions that cost the most in a profile (self
-/// first), and that as evidence; `what` names them in the finding.
+/// The server's own functions that cost the most in a profile, with their
+/// self cost (highest first), and that as evidence; `what` names them in
+/// the finding.
 async fn own_top(
     client: &QueryClient,
     profile: &str,
     window: Window,
     what: &str,
-) -> (Vec<String>, Evidence) {
+) -> (Vec<(String, i64)>, Evidence) {
     let top = client.profile_top(profile, window, 50).await.ok();
-    let hot: Vec<String> = top
+    let hot: Vec<(String, i64)> = top
         .as_ref()
         .and_then(|t| t["functions"].as_array().cloned())
         .unwrap_or_default()
         .iter()
         .filter_map(|f| {
-            f["name"]
-                .as_str()
-                .filter(|n| own_code(n))
-                .map(str::to_owned)
+            let name = f["name"].as_str().filter(|n| own_code(n))?;
+            Some((name.to_owned(), f["self"].as_i64().unwrap_or(0)))
         })
         .collect();
     let finding = if top
@@ -446,7 +446,11 @@ async fn own_top(
     } else {
         format!(
             "the server's {what} of its own: {}",
-            hot.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            hot.iter()
+                .take(3)
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     };
     (
@@ -479,6 +483,13 @@ const CLIMB_MIB: f64 = 2.0;
 const CLIMB_INTERVALS: usize = 2;
 const STEADY: f64 = 0.33;
 
+/// Memory a function of the server's own code holds, in the heap profile of
+/// the last [`HELD_WINDOW_SECONDS`], that makes a climb a leak even when a
+/// jump (a profiler loading symbols) makes its steps uneven: the server's
+/// own code holds next to nothing when it is well.
+const HELD_MIB: f64 = 2.0;
+const HELD_WINDOW_SECONDS: i64 = 15;
+
 /// The server's resident memory climbing, scrape after scrape.
 async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diagnosis>> {
     let query = r#"process_resident_memory_bytes{job="mythical-server"}"#;
@@ -499,7 +510,22 @@ async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diag
     let steps: Vec<f64> = recent.windows(2).map(|w| mib(w[1] - w[0])).collect();
     let smallest = steps.iter().copied().fold(f64::INFINITY, f64::min);
     let largest = steps.iter().copied().fold(0.0, f64::max);
-    if smallest < CLIMB_MIB || smallest < STEADY * largest {
+    if smallest < CLIMB_MIB {
+        return Ok(None);
+    }
+    let recent_heap = Window {
+        start: window.end - HELD_WINDOW_SECONDS * 1_000_000_000,
+        end: window.end,
+    };
+    let (holders, profiled) = own_top(
+        client,
+        r#"memory:inuse_space:bytes:space:bytes{service_name="mythical-server"}"#,
+        recent_heap,
+        "functions holding the most memory",
+    )
+    .await;
+    let held_mib = holders.first().map_or(0.0, |(_, bytes)| mib(*bytes as f64));
+    if smallest < STEADY * largest && held_mib < HELD_MIB {
         return Ok(None);
     }
     let growth = mib(samples[samples.len() - 1] - samples[0]);
@@ -508,13 +534,6 @@ async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diag
         .map(|s| format!("+{s:.1}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let (holders, profiled) = own_top(
-        client,
-        r#"memory:inuse_space:bytes:space:bytes{service_name="mythical-server"}"#,
-        window,
-        "functions holding the most memory",
-    )
-    .await;
     Ok(Some(fault(
         "memory-leak",
         "mythical-server",
@@ -523,7 +542,7 @@ async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diag
             mib(samples[samples.len() - 1]),
             holders
                 .first()
-                .map_or(String::new(), |h| format!(", kept by {h}"))
+                .map_or(String::new(), |(h, _)| format!(", kept by {h}"))
         ),
         format!("+{growth:.1} MiB in the last minute"),
         vec![
