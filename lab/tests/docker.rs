@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -33,15 +33,10 @@ async fn images() -> &'static (String, String) {
 
 fn lab(state: &Path, args: &[&str]) -> Output {
     let (mythical, postgres) = IMAGES.get().expect("images built first");
-    Command::new(env!("CARGO_BIN_EXE_lab"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("MYTHICAL_LAB_IMAGE_MYTHICAL", mythical)
-        .env("MYTHICAL_LAB_IMAGE_POSTGRES", postgres)
-        .output()
-        .expect("the lab binary runs")
+    lab_testkit::LabCli::new(env!("CARGO_BIN_EXE_lab"), state)
+        .with_env("MYTHICAL_LAB_IMAGE_MYTHICAL", mythical)
+        .with_env("MYTHICAL_LAB_IMAGE_POSTGRES", postgres)
+        .run(args)
 }
 
 fn ok(out: &Output, what: &str) -> String {

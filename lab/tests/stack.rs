@@ -7,13 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 fn lab(state: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lab"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the lab binary runs")
+    lab_testkit::LabCli::new(env!("CARGO_BIN_EXE_lab"), state).run(args)
 }
 
 /// Takes a lab down when the test ends, passed or failed, so a failing
