@@ -88,7 +88,8 @@ pub fn duration(nanos: i64) -> String {
     }
 }
 
-fn number(value: &Value) -> i64 {
+/// A JSON number or numeric string as a whole number (0 when neither).
+pub fn number(value: &Value) -> i64 {
     match value {
         Value::String(s) => s.parse().unwrap_or(0),
         Value::Number(n) => n

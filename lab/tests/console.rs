@@ -322,7 +322,7 @@ async fn a_learner_solves_null_name_in_the_console() {
 
     // From the log view to the failing trace.
     let logql = r#"{service_name="mythical-server"} |= "not-null constraint""#;
-    browser.goto(&format!("/logs?q={}", encode(logql))).await;
+    browser.goto(&with_query("/logs", logql)).await;
     assert!(
         browser.body().await.contains(logql),
         "the view shows its query"
@@ -388,9 +388,7 @@ async fn a_learner_solves_null_name_in_the_console() {
     // Bad input is a clear error on the page, not a bare 500.
     browser.goto("/trace/not-a-trace").await;
     assert!(browser.body().await.contains("is not a trace id"));
-    browser
-        .goto(&format!("/traces?q={}", encode("{ status = ")))
-        .await;
+    browser.goto(&with_query("/traces", "{ status = ")).await;
     let page = browser.body().await;
     assert!(
         page.contains("Error:") && browser.exists("#q").await,
@@ -430,14 +428,9 @@ async fn a_learner_solves_null_name_in_the_console() {
     eprintln!("screenshots in {}", browser.shots.display());
 }
 
-/// A query string value.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// A console path with `q` set to `query`, encoded as a form encodes it.
+fn with_query(path: &str, query: &str) -> String {
+    let url = reqwest::Url::parse_with_params(&format!("http://console{path}"), [("q", query)])
+        .expect("a console path");
+    format!("{}?{}", url.path(), url.query().unwrap_or_default())
 }

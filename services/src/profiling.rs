@@ -182,6 +182,9 @@ pub struct HeapPusher {
 
 impl HeapPusher {
     /// Starts sampling and a thread that pushes every [`HEAP_INTERVAL`].
+    /// A thread of its own, with a small runtime for its HTTP client, not a
+    /// task on the service's runtime: "inside the profiler" is a per-thread
+    /// flag, and a task moves between worker threads.
     pub fn start(config: ProfilingConfig) -> Result<HeapPusher> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))

@@ -17,7 +17,8 @@ use super::html::{self, escape};
 use super::pages::Params;
 use super::svg::{self, Bar, Series};
 use super::{Console, Page, PageError};
-use crate::query::Window;
+use crate::query::{self, Window};
+use crate::render::number;
 
 /// The windows a view offers.
 const WINDOWS: &[&str] = &["5m", "15m", "1h", "3h"];
@@ -108,14 +109,6 @@ fn bad_window(message: String) -> PageError {
 
 fn explore(lab: &crate::state::LabState, datasource: (&str, &str), query: &str) -> Option<String> {
     Console::grafana(lab).map(|g| crate::grafana::explore(&g, datasource, query))
-}
-
-fn number(value: &Value) -> i64 {
-    match value {
-        Value::String(s) => s.parse().unwrap_or(0),
-        Value::Number(n) => n.as_i64().unwrap_or(0),
-        _ => 0,
-    }
 }
 
 /// `GET /traces?q=…&since=…`: TraceQL search.
@@ -546,9 +539,9 @@ pub async fn metrics(State(console): State<Arc<Console>>, Query(params): Params)
 
 /// The profiles the services push, as Pyroscope names their types.
 const PROFILE_TYPES: [(&str, &str); 3] = [
-    ("CPU", "process_cpu:cpu:nanoseconds:cpu:nanoseconds"),
-    ("memory in use", "memory:inuse_space:bytes:space:bytes"),
-    ("memory allocated", "memory:alloc_space:bytes:space:bytes"),
+    ("CPU", query::CPU_PROFILE),
+    ("memory in use", query::IN_USE_PROFILE),
+    ("memory allocated", query::ALLOCATED_PROFILE),
 ];
 
 /// Links to each profile type of each service over the same window; the
@@ -559,7 +552,7 @@ fn profile_choices(query: &str, params: &HashMap<String, String>) -> String {
     for service in ["mythical-server", "mythical-requester"] {
         let _ = write!(out, "{service}: ");
         for (i, (label, profile_type)) in PROFILE_TYPES.iter().enumerate() {
-            let selector = format!(r#"{profile_type}{{service_name="{service}"}}"#);
+            let selector = query::profile_selector(profile_type, service);
             let sep = if i == 0 { "" } else { " · " };
             if selector == query {
                 let _ = write!(out, "{sep}<strong>{label}</strong>");
@@ -585,10 +578,7 @@ pub async fn profiles(State(console): State<Arc<Console>>, Query(params): Params
         .get("q")
         .filter(|q| !q.trim().is_empty())
         .cloned()
-        .unwrap_or_else(|| {
-            r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="mythical-server"}"#
-                .to_owned()
-        });
+        .unwrap_or_else(|| query::profile_selector(query::CPU_PROFILE, "mythical-server"));
     let head = search_form("/profiles", "Profile selector", &query, &params, "")
         + &profile_choices(&query, &params)
         + &html::query_box(

@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::{Diagnosis, Evidence, RootCause, attr, spans};
-use crate::query::{QueryClient, Window};
+use crate::query::{CPU_PROFILE, IN_USE_PROFILE, QueryClient, Window, profile_selector};
 
 /// The server's requests, newest first: what every detector starts from.
 const SERVER_REQUESTS: &str = r#"{ resource.service.name = "mythical-server" && kind = server }"#;
@@ -397,7 +397,7 @@ async fn cpu_hog(
     }];
     let (hot, profiled) = own_top(
         client,
-        r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="mythical-server"}"#,
+        &profile_selector(CPU_PROFILE, "mythical-server"),
         window,
         "hottest functions",
     )
@@ -519,7 +519,7 @@ async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diag
     };
     let (holders, profiled) = own_top(
         client,
-        r#"memory:inuse_space:bytes:space:bytes{service_name="mythical-server"}"#,
+        &profile_selector(IN_USE_PROFILE, "mythical-server"),
         recent_heap,
         "functions holding the most memory",
     )

@@ -4,10 +4,10 @@
 //! server's statements fail with "connection reset by peer" while Postgres,
 //! asked directly, answers at once.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use lab_proxy::Toxics;
 
-use super::{Action, InfraKind, Params, known_params, param};
+use super::{InfraKind, Params, known_params, param, proxy_component, toxic_action};
 
 pub const KIND: InfraKind = InfraKind {
     name: "connection-reset",
@@ -15,26 +15,12 @@ pub const KIND: InfraKind = InfraKind {
               (--param probability=, after_bytes=, existing=true|false, seed=)",
     symptoms: "requests fail with 500 on every beast; the server's database spans fail without a SQLSTATE, \
                with \"connection reset by peer\", while Postgres answers the lab's own SELECT 1 at once",
-    component,
-    action,
+    component: proxy_component,
+    action: toxic_action,
     toxics: Some(toxics),
 };
 
 const PARAMS: &[&str] = &["probability", "after_bytes", "existing", "seed"];
-
-fn component(target: Option<&str>) -> Result<String> {
-    match target {
-        None | Some("db-proxy") => Ok("db-proxy".into()),
-        Some(other) => bail!("connection-reset acts on the db-proxy only, not {other}"),
-    }
-}
-
-fn action(mode: Option<&str>, _runtime: &str) -> Result<Action> {
-    match mode {
-        None | Some("toxic") => Ok(Action::Toxic),
-        Some(other) => bail!("connection-reset has one mode, toxic, not {other}"),
-    }
-}
 
 fn toxics(params: &Params) -> Result<Toxics> {
     known_params(KIND.name, params, PARAMS)?;

@@ -36,6 +36,22 @@ pub struct InfraKind {
     pub toxics: Option<fn(&Params) -> Result<Toxics>>,
 }
 
+/// The component of every kind the db-proxy plays: the db-proxy itself.
+pub fn proxy_component(target: Option<&str>) -> Result<String> {
+    match target {
+        None | Some("db-proxy") => Ok("db-proxy".into()),
+        Some(other) => bail!("a network fault acts on the db-proxy only, not {other}"),
+    }
+}
+
+/// The one action of every kind the db-proxy plays: a toxic.
+pub fn toxic_action(mode: Option<&str>, _runtime: &str) -> Result<Action> {
+    match mode {
+        None | Some("toxic") => Ok(Action::Toxic),
+        Some(other) => bail!("a network fault has one mode, toxic, not {other}"),
+    }
+}
+
 /// `--param key=value` pairs (a scenario's `params:`), as given.
 pub type Params = BTreeMap<String, String>;
 

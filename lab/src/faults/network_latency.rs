@@ -6,7 +6,7 @@
 use anyhow::{Result, bail};
 use lab_proxy::{Direction, Toxics};
 
-use super::{Action, InfraKind, Params, known_params, param};
+use super::{InfraKind, Params, known_params, param, proxy_component, toxic_action};
 
 pub const KIND: InfraKind = InfraKind {
     name: "network-latency",
@@ -15,26 +15,12 @@ pub const KIND: InfraKind = InfraKind {
     symptoms: "every request is slow, on every beast and method, without errors; the server's database \
                spans take 400 ms and more while Postgres answers the lab's own SELECT 1 in a millisecond \
                and no session waits on a lock",
-    component,
-    action,
+    component: proxy_component,
+    action: toxic_action,
     toxics: Some(toxics),
 };
 
 const PARAMS: &[&str] = &["latency_ms", "jitter_ms", "direction", "seed"];
-
-fn component(target: Option<&str>) -> Result<String> {
-    match target {
-        None | Some("db-proxy") => Ok("db-proxy".into()),
-        Some(other) => bail!("network-latency acts on the db-proxy only, not {other}"),
-    }
-}
-
-fn action(mode: Option<&str>, _runtime: &str) -> Result<Action> {
-    match mode {
-        None | Some("toxic") => Ok(Action::Toxic),
-        Some(other) => bail!("network-latency has one mode, toxic, not {other}"),
-    }
-}
 
 fn toxics(params: &Params) -> Result<Toxics> {
     known_params(KIND.name, params, PARAMS)?;

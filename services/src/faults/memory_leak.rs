@@ -48,17 +48,6 @@ fn memory_limit() -> Option<u64> {
     .filter(|limit| *limit < 1 << 40)
 }
 
-/// Resident bytes now (0 where /proc has none).
-fn resident() -> u64 {
-    let pages = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * u64::try_from(page).unwrap_or(4096)
-}
-
 /// Blocks the hoard may keep: [`AT_MOST_BYTES`], or less under a limit.
 fn blocks_allowed(limit: Option<u64>, resident: u64) -> usize {
     let bytes = match limit {
@@ -82,7 +71,7 @@ impl Hoard {
         if faults.fires(&KIND) {
             let room = *self
                 .room
-                .get_or_init(|| blocks_allowed(memory_limit(), resident()));
+                .get_or_init(|| blocks_allowed(memory_limit(), crate::server::resident_bytes()));
             let mut kept = self.kept.lock().unwrap();
             if kept.len() < room {
                 kept.push(keep_forever());

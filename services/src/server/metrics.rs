@@ -40,14 +40,14 @@ pub struct RequestMetrics {
 }
 
 /// Resident set size in bytes, from /proc (0 where there is none).
-fn resident_bytes() -> i64 {
+pub fn resident_bytes() -> u64 {
     let pages = std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<i64>().ok())
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * page.max(1)
+    pages * u64::try_from(page).unwrap_or(4096)
 }
 
 fn new_histogram() -> HistogramWithExemplars<Exemplar> {
@@ -120,7 +120,8 @@ impl RequestMetrics {
 
     /// The OpenMetrics text of `/metrics`.
     pub fn encode(&self) -> String {
-        self.resident.set(resident_bytes());
+        self.resident
+            .set(i64::try_from(resident_bytes()).unwrap_or(i64::MAX));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

@@ -4,6 +4,7 @@
 
 mod api;
 mod metrics;
+pub(crate) use metrics::resident_bytes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
