@@ -6,9 +6,11 @@
 pub mod admin;
 pub mod config;
 pub mod events;
+pub mod exposition;
 pub mod faults;
 pub mod heap;
 pub mod http_json;
+pub mod loki_push;
 pub mod profiling;
 pub mod propagation;
 pub mod random;

@@ -36,7 +36,8 @@ pub struct ProfilingConfig {
 }
 
 impl ProfilingConfig {
-    /// Reads `PYROSCOPE_SERVER_ADDRESS` and `NAMESPACE` (default
+    /// Reads `PYROSCOPE_SERVER_ADDRESS` (or the original's
+    /// `PROFILE_COLLECTOR_HOST` and `_PORT`) and `NAMESPACE` (default
     /// `mythical`); `None` when no server is named.
     pub fn from_env(service_name: &str) -> Option<ProfilingConfig> {
         ProfilingConfig::from_vars(service_name, env_var)
@@ -47,7 +48,12 @@ impl ProfilingConfig {
         service_name: &str,
         var: impl Fn(&str) -> Option<String>,
     ) -> Option<ProfilingConfig> {
-        let server = var("PYROSCOPE_SERVER_ADDRESS")?;
+        let server = var("PYROSCOPE_SERVER_ADDRESS").or_else(|| {
+            // The original's pair, e.g. alloy and 4040.
+            let host = var("PROFILE_COLLECTOR_HOST")?;
+            let port = var("PROFILE_COLLECTOR_PORT").unwrap_or_else(|| "4040".to_owned());
+            Some(format!("http://{host}:{port}"))
+        })?;
         Some(ProfilingConfig {
             server: server.trim().trim_end_matches('/').to_owned(),
             service_name: service_name.to_owned(),

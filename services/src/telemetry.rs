@@ -18,6 +18,7 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
 use crate::config::env_var;
+use crate::loki_push::LokiPushExporter;
 use crate::profiling::Profiler;
 
 /// How the exporters talk to the collector (`OTEL_EXPORTER_OTLP_PROTOCOL`).
@@ -45,6 +46,44 @@ impl OtlpProtocol {
     }
 }
 
+/// Which attribute names spans carry, as `OTEL_SEMCONV_STABILITY_OPT_IN`
+/// says for OpenTelemetry's instrumentations: `http` or `database` alone
+/// gives only the stable names, `http/dup` and `database/dup` both. Unset,
+/// the lab emits both: the original's dashboards and Grafana's guides query
+/// the older names (`http.target`, `db.statement`), newer tools the stable
+/// ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conventions {
+    /// `http.method`, `http.target`, `http.status_code` beside
+    /// `http.request.method`, `url.path`, `http.response.status_code`.
+    pub old_http: bool,
+    /// `db.statement`, `db.name`, `db.operation`, `db.sql.table` beside
+    /// `db.query.text`, `db.namespace`, `db.operation.name`,
+    /// `db.collection.name`.
+    pub old_database: bool,
+}
+
+impl Conventions {
+    pub fn from_env() -> Conventions {
+        Conventions::from_opt_in(env_var("OTEL_SEMCONV_STABILITY_OPT_IN").as_deref())
+    }
+
+    fn from_opt_in(value: Option<&str>) -> Conventions {
+        let Some(value) = value else {
+            return Conventions {
+                old_http: true,
+                old_database: true,
+            };
+        };
+        let items: Vec<&str> = value.split(',').map(str::trim).collect();
+        let old = |domain: &str| !items.contains(&domain) || items.contains(&&*format!("{domain}/dup"));
+        Conventions {
+            old_http: old("http"),
+            old_database: old("database"),
+        }
+    }
+}
+
 /// Whether a signal is exported: `OTEL_SDK_DISABLED=true` turns all off,
 /// `OTEL_<SIGNAL>S_EXPORTER=none` one of them.
 fn exported(signal: &str) -> bool {
@@ -62,6 +101,7 @@ pub struct Telemetry {
     pub logger: SdkLogger,
     pub meter: Meter,
     pub resource: Resource,
+    pub conventions: Conventions,
     /// The CPU profiler, when `PYROSCOPE_SERVER_ADDRESS` names a server;
     /// taken out and stopped at shutdown.
     profiler: std::sync::Mutex<Option<Profiler>>,
@@ -71,7 +111,9 @@ impl Telemetry {
     /// Builds the three providers. `default_service_name` applies when
     /// `OTEL_SERVICE_NAME` is not set; `OTEL_RESOURCE_ATTRIBUTES` adds to the
     /// resource, and `NAMESPACE` (the original's variable) becomes
-    /// `service.namespace`. Must run inside the tokio runtime (the gRPC
+    /// `service.namespace`. The original's `TRACING_COLLECTOR_HOST`/`_PORT`
+    /// name the collector when no `OTEL_EXPORTER_OTLP_ENDPOINT` does, and
+    /// its `LOGS_TARGET` sends the logs to Loki's push API instead of OTLP. Must run inside the tokio runtime (the gRPC
     /// exporter's channel lives there). With `PYROSCOPE_SERVER_ADDRESS` set
     /// it also starts the CPU profiler ([`crate::profiling`]).
     pub fn init(default_service_name: &str, service_version: &str) -> Result<Telemetry> {
@@ -93,7 +135,9 @@ impl Telemetry {
         let tracer_provider = traces.build();
 
         let mut logs = SdkLoggerProvider::builder().with_resource(resource.clone());
-        if exported("LOG") {
+        if let Some(target) = env_var("LOGS_TARGET") {
+            logs = logs.with_batch_exporter(LokiPushExporter::new(&target, &service_name, timeout())?);
+        } else if exported("LOG") {
             logs = logs.with_batch_exporter(log_exporter()?);
         }
         let logger_provider = logs.build();
@@ -122,6 +166,7 @@ impl Telemetry {
             logger_provider,
             meter_provider,
             resource,
+            conventions: Conventions::from_env(),
             profiler: std::sync::Mutex::new(profiler),
         })
     }
@@ -155,24 +200,69 @@ fn timeout() -> Duration {
         .unwrap_or(EXPORT_TIMEOUT)
 }
 
+/// The original's collector variables: `TRACING_COLLECTOR_HOST` and
+/// `TRACING_COLLECTOR_PORT` name an OTLP collector (gRPC on 4317, as the
+/// original's exporter spoke; HTTP on 4318). They apply only where no
+/// `OTEL_EXPORTER_OTLP_*ENDPOINT` says otherwise, and give the collector's
+/// base URL and protocol.
+fn original_collector(signal: &str) -> Option<(String, OtlpProtocol)> {
+    if env_var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+        || env_var(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")).is_some()
+    {
+        return None;
+    }
+    let host = env_var("TRACING_COLLECTOR_HOST")?;
+    let port = env_var("TRACING_COLLECTOR_PORT").unwrap_or_else(|| "4317".to_owned());
+    let base = if host.contains("://") {
+        format!("{}:{port}", host.trim_end_matches('/'))
+    } else {
+        format!("http://{host}:{port}")
+    };
+    let protocol = if port == "4318" {
+        OtlpProtocol::HttpProtobuf
+    } else {
+        OtlpProtocol::Grpc
+    };
+    Some((base, protocol))
+}
+
+/// The endpoint and protocol of one signal's exporter: the original's
+/// collector variables when they apply (an HTTP endpoint then needs the
+/// signal's path), else what the `OTEL_*` variables say.
+fn endpoint_and_protocol(signal: &str, path: &str) -> Result<(Option<String>, OtlpProtocol)> {
+    Ok(match original_collector(signal) {
+        Some((base, OtlpProtocol::Grpc)) => (Some(base), OtlpProtocol::Grpc),
+        Some((base, protocol)) => (Some(format!("{base}{path}")), protocol),
+        None => (None, OtlpProtocol::from_env(signal)?),
+    })
+}
+
 macro_rules! exporter {
-    ($name:ident, $exporter:ty, $signal:literal) => {
+    ($name:ident, $exporter:ty, $signal:literal, $path:literal) => {
         fn $name() -> Result<$exporter> {
-            let built = match OtlpProtocol::from_env($signal)? {
-                OtlpProtocol::Grpc => <$exporter>::builder()
-                    .with_tonic()
-                    .with_timeout(timeout())
-                    .build(),
-                OtlpProtocol::HttpProtobuf => <$exporter>::builder()
-                    .with_http()
-                    .with_protocol(Protocol::HttpBinary)
-                    .with_timeout(timeout())
-                    .build(),
-                OtlpProtocol::HttpJson => <$exporter>::builder()
-                    .with_http()
-                    .with_protocol(Protocol::HttpJson)
-                    .with_timeout(timeout())
-                    .build(),
+            let (endpoint, protocol) = endpoint_and_protocol($signal, $path)?;
+            let built = match protocol {
+                OtlpProtocol::Grpc => {
+                    let builder = <$exporter>::builder().with_tonic().with_timeout(timeout());
+                    match endpoint {
+                        Some(endpoint) => builder.with_endpoint(endpoint).build(),
+                        None => builder.build(),
+                    }
+                }
+                OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => {
+                    let builder = <$exporter>::builder()
+                        .with_http()
+                        .with_protocol(if protocol == OtlpProtocol::HttpJson {
+                            Protocol::HttpJson
+                        } else {
+                            Protocol::HttpBinary
+                        })
+                        .with_timeout(timeout());
+                    match endpoint {
+                        Some(endpoint) => builder.with_endpoint(endpoint).build(),
+                        None => builder.build(),
+                    }
+                }
             };
             built.with_context(|| {
                 format!(
@@ -184,6 +274,35 @@ macro_rules! exporter {
     };
 }
 
-exporter!(span_exporter, SpanExporter, "TRACES");
-exporter!(log_exporter, LogExporter, "LOGS");
-exporter!(metric_exporter, MetricExporter, "METRICS");
+exporter!(span_exporter, SpanExporter, "TRACES", "/v1/traces");
+exporter!(log_exporter, LogExporter, "LOGS", "/v1/logs");
+exporter!(metric_exporter, MetricExporter, "METRICS", "/v1/metrics");
+
+#[cfg(test)]
+mod tests {
+    use super::Conventions;
+
+    #[test]
+    fn both_attribute_names_unless_the_stable_ones_alone_are_asked_for() {
+        let both = Conventions {
+            old_http: true,
+            old_database: true,
+        };
+        assert_eq!(Conventions::from_opt_in(None), both);
+        assert_eq!(Conventions::from_opt_in(Some("http/dup,database/dup")), both);
+        assert_eq!(
+            Conventions::from_opt_in(Some("http")),
+            Conventions {
+                old_http: false,
+                old_database: true
+            }
+        );
+        assert_eq!(
+            Conventions::from_opt_in(Some("database, http/dup")),
+            Conventions {
+                old_http: true,
+                old_database: false
+            }
+        );
+    }
+}

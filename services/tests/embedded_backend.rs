@@ -51,9 +51,13 @@ async fn every_signal_of_the_services_reads_back_through_the_query_apis() {
         otlp_grpc: loopback(),
         otlp_http: loopback(),
         scrape: vec![ScrapeTarget {
-            job: "mythical-server".into(),
+            job: "mythical".into(),
             url: format!("http://127.0.0.1:{server_port}/metrics"),
             interval: Duration::from_millis(500),
+            labels: vec![
+                ("service".into(), "mythical-server".into()),
+                ("group".into(), "mythical".into()),
+            ],
         }],
         ..BackendConfig::default()
     })
@@ -137,7 +141,7 @@ async fn every_signal_of_the_services_reads_back_through_the_query_apis() {
     // Prometheus: the scraped histogram (the original's names) and its
     // exemplars, and the same histogram over OTLP.
     let scraped = vec![
-        ("query", "sum by (beast) (mythical_request_times_count{status=\"500\", job=\"mythical-server\"})".to_owned()),
+        ("query", "sum by (beast) (mythical_request_times_count{status=\"500\", job=\"mythical\", service=\"mythical-server\", group=\"mythical\"})".to_owned()),
         // A minute ahead: the poll keeps these parameters while scrapes go on.
         ("time", format!("{}", now() / 1_000_000_000 + 60)),
     ];

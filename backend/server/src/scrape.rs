@@ -12,13 +12,17 @@ use crate::backend::Backend;
 use crate::ingest::{Payload, Scrape};
 use crate::params::now_nanos;
 
-/// One target: its `job` label, URL and interval.
+/// One target: its `job` label, URL and interval, and the labels its
+/// target entry adds to every series (the original's `service` and
+/// `group`, as Alloy's `targets` list gives them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScrapeTarget {
     pub job: String,
     pub url: String,
     #[serde(with = "seconds")]
     pub interval: Duration,
+    #[serde(default)]
+    pub labels: Vec<(String, String)>,
 }
 
 mod seconds {
@@ -49,10 +53,17 @@ pub async fn run(backend: Arc<Backend>, target: ScrapeTarget) {
         .timeout(target.interval.min(Duration::from_secs(10)))
         .build()
         .expect("a plain HTTP client builds");
-    let labels = vec![
+    let mut labels = vec![
         ("instance".to_owned(), target.instance()),
         ("job".to_owned(), target.job.clone()),
     ];
+    labels.extend(
+        target
+            .labels
+            .iter()
+            .filter(|(name, _)| name != "instance" && name != "job")
+            .cloned(),
+    );
     let mut ticker = tokio::time::interval(target.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {

@@ -28,11 +28,14 @@ pub struct BackendArgs {
     /// How much stored data to keep in memory, in MiB.
     #[arg(long, default_value_t = 512)]
     pub max_memory_mib: usize,
-    /// A Prometheus target to scrape, as `job=url` (repeatable).
-    #[arg(long = "scrape", value_name = "JOB=URL")]
+    /// A Prometheus target to scrape, as `job=url`, optionally followed by
+    /// labels for its series: `mythical=http://127.0.0.1:4000/metrics,service=mythical-server`
+    /// (repeatable).
+    #[arg(long = "scrape", value_name = "JOB=URL[,LABEL=VALUE...]")]
     pub scrape: Vec<String>,
-    /// How often to scrape.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    /// How often to scrape: every 2 s, as the original's Alloy scrapes the
+    /// mythical services, so a leak or a slow table shows within seconds.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub scrape_interval: Duration,
 }
 
@@ -41,16 +44,7 @@ impl BackendArgs {
         let scrape = self
             .scrape
             .iter()
-            .map(|spec| {
-                let Some((job, url)) = spec.split_once('=') else {
-                    bail!("--scrape {spec}: write it as job=url, e.g. mythical-server=http://127.0.0.1:4000/metrics");
-                };
-                Ok(ScrapeTarget {
-                    job: job.to_owned(),
-                    url: url.to_owned(),
-                    interval: self.scrape_interval,
-                })
-            })
+            .map(|spec| parse_scrape(spec, self.scrape_interval))
             .collect::<Result<Vec<_>>>()?;
         Ok(BackendConfig {
             data_dir: self.data_dir.clone(),
@@ -62,8 +56,30 @@ impl BackendArgs {
                 max_bytes: self.max_memory_mib * 1024 * 1024,
             },
             scrape,
+            ..BackendConfig::default()
         })
     }
+}
+
+/// One `--scrape` value: `job=url[,label=value...]`.
+fn parse_scrape(spec: &str, interval: Duration) -> Result<ScrapeTarget> {
+    let mut parts = spec.split(',');
+    let first = parts.next().unwrap_or_default();
+    let Some((job, url)) = first.split_once('=').filter(|(job, url)| !job.is_empty() && url.contains("://")) else {
+        bail!("--scrape {spec}: write it as job=url[,label=value...], e.g. mythical=http://127.0.0.1:4000/metrics,service=mythical-server");
+    };
+    let labels = parts
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+            _ => bail!("--scrape {spec}: `{pair}` is not label=value"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ScrapeTarget {
+        job: job.to_owned(),
+        url: url.to_owned(),
+        interval,
+        labels,
+    })
 }
 
 pub async fn run(args: BackendArgs) -> Result<()> {

@@ -422,7 +422,7 @@ pub async fn logs(State(console): State<Arc<Console>>, Query(params): Params) ->
 fn selector(service: &str, beast: &str, extra: &str) -> String {
     let mut parts = Vec::new();
     if !service.is_empty() {
-        parts.push(format!(r#"job="{}""#, service.replace(['"', '\\'], "")));
+        parts.push(format!(r#"service="{}""#, service.replace(['"', '\\'], "")));
     }
     if !beast.is_empty() {
         parts.push(format!(r#"beast="{}""#, beast.replace(['"', '\\'], "")));
@@ -701,7 +701,7 @@ mod tests {
         let queries = red_queries("mythical-server", "owlbear");
         assert_eq!(
             queries[1].3,
-            r#"sum by (beast) (rate(mythical_request_times_count{job="mythical-server", beast="owlbear", status=~"5.."}[1m]))"#
+            r#"sum by (beast) (rate(mythical_request_times_count{service="mythical-server", beast="owlbear", status=~"5.."}[1m]))"#
         );
         assert_eq!(
             red_queries("", "")[0].3,

@@ -492,7 +492,7 @@ const HELD_WINDOW_SECONDS: i64 = 15;
 
 /// The server's resident memory climbing, scrape after scrape.
 async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diagnosis>> {
-    let query = r#"process_resident_memory_bytes{job="mythical-server"}"#;
+    let query = r#"process_resident_memory_bytes{service="mythical-server"}"#;
     // The scrapes themselves: a step of a few seconds keeps each one.
     let answer = client.promql_range(query, window, 5).await?;
     let mut samples: Vec<f64> = answer["data"]["result"][0]["values"]

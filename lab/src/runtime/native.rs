@@ -146,11 +146,16 @@ fn start(
                     &format!("127.0.0.1:{}", ports.otlp_grpc),
                     "--otlp-http",
                     &format!("127.0.0.1:{}", ports.otlp_http),
-                    "--scrape",
-                    &format!("mythical-server=http://127.0.0.1:{}/metrics", ports.server),
+                    // The original's scrape labels: job="mythical", and
+                    // each service by name in its group.
                     "--scrape",
                     &format!(
-                        "mythical-requester=http://127.0.0.1:{}/metrics",
+                        "mythical=http://127.0.0.1:{}/metrics,service=mythical-server,group=mythical",
+                        ports.server
+                    ),
+                    "--scrape",
+                    &format!(
+                        "mythical=http://127.0.0.1:{}/metrics,service=mythical-requester,group=mythical",
                         ports.requester
                     ),
                     // The whole lab stays within ~150 MB: the backend keeps

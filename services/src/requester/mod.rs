@@ -12,8 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
 use axum::Router;
-use axum::http::{HeaderMap, header};
-use axum::response::IntoResponse;
+use axum::http::HeaderMap;
 use axum::routing::get;
 use mythical_storage::Beast;
 use opentelemetry::metrics::Gauge;
@@ -85,6 +84,7 @@ struct Requester {
     base_url: String,
     http: reqwest::Client,
     tracer: SdkTracer,
+    conventions: crate::telemetry::Conventions,
     events: EventLog,
     faults: Arc<Switchboard>,
     traffic: Arc<Traffic>,
@@ -146,6 +146,7 @@ pub async fn run(
             .build()
             .context("building the HTTP client")?,
         tracer: telemetry.tracer.clone(),
+        conventions: telemetry.conventions,
         events: EventLog::new(
             telemetry.logger.clone(),
             "mythical-requester",
@@ -166,20 +167,13 @@ pub async fn run(
         )
         .route(
             "/metrics",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let registry = registry.clone();
                 async move {
                     let mut out = String::new();
                     prometheus_client::encoding::text::encode(&mut out, &registry)
                         .expect("writing to a String cannot fail");
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        out,
-                    )
-                        .into_response()
+                    crate::exposition::respond(&headers, out)
                 }
             }),
         );
@@ -371,6 +365,15 @@ impl Requester {
             KeyValue::new("url.full", url.clone()),
             KeyValue::new("beast", beast.as_str()),
         ];
+        if self.conventions.old_http {
+            // The names the original's Node instrumentation wrote, which its
+            // dashboards and Grafana's TraceQL walkthrough query.
+            attributes.extend([
+                KeyValue::new("http.method", method.as_str().to_owned()),
+                KeyValue::new("http.url", url.clone()),
+                KeyValue::new("http.target", format!("/{beast}")),
+            ]);
+        }
         if method == reqwest::Method::POST {
             let name = body
                 .as_ref()
@@ -421,9 +424,9 @@ impl Requester {
         let span = cx.span();
         if let Some(code) = outcome.status {
             span.set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
-            // The older name too, which the original's auto-instrumentation
-            // wrote and many saved TraceQL queries still use.
-            span.set_attribute(KeyValue::new("http.status_code", i64::from(code)));
+            if self.conventions.old_http {
+                span.set_attribute(KeyValue::new("http.status_code", i64::from(code)));
+            }
         }
         if let Some(error) = &outcome.error {
             span.set_attribute(KeyValue::new(

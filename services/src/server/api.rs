@@ -46,15 +46,8 @@ pub(super) async fn healthz(State(state): Shared) -> Response {
     }
 }
 
-pub(super) async fn metrics(State(state): Shared) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-        .into_response()
+pub(super) async fn metrics(State(state): Shared, headers: HeaderMap) -> Response {
+    crate::exposition::respond(&headers, state.metrics.encode())
 }
 
 pub(super) async fn list(
@@ -191,7 +184,7 @@ impl<'a> Call<'a> {
             Some(beast) => Value::from(beast.as_str()),
             None => Value::from(endpoint.to_owned()),
         };
-        let mut attributes = Vec::with_capacity(10);
+        let mut attributes = Vec::with_capacity(14);
         attributes.extend([
             KeyValue::new("http.request.method", method),
             KeyValue::new("http.route", "/:beast"),
@@ -201,6 +194,14 @@ impl<'a> Call<'a> {
             KeyValue::new("client.port", i64::from(peer.port())),
             KeyValue::new("beast", beast_attr),
         ]);
+        if state.conventions.old_http {
+            attributes.extend([
+                KeyValue::new("http.method", method),
+                KeyValue::new("http.target", format!("/{endpoint}")),
+                KeyValue::new("http.scheme", "http"),
+                KeyValue::new("net.sock.peer.addr", peer.ip().to_string()),
+            ]);
+        }
         if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
             let (address, port) = host.rsplit_once(':').unwrap_or((host, ""));
             attributes.push(KeyValue::new("server.address", address.to_owned()));
@@ -213,6 +214,9 @@ impl<'a> Call<'a> {
             .and_then(|h| h.to_str().ok())
         {
             attributes.push(KeyValue::new("user_agent.original", agent.to_owned()));
+            if state.conventions.old_http {
+                attributes.push(KeyValue::new("http.user_agent", agent.to_owned()));
+            }
         }
         let name = match method {
             "GET" => "GET /:beast",
@@ -298,10 +302,17 @@ impl<'a> Call<'a> {
         };
         let tracer = &state.tracer;
         let mut attributes = state.db_attributes.clone();
+        let operation = name.split(' ').next().unwrap_or(name);
         attributes.extend([
-            KeyValue::new("db.operation.name", name.split(' ').next().unwrap_or(name)),
+            KeyValue::new("db.operation.name", operation),
             KeyValue::new("db.query.text", statement),
         ]);
+        if state.conventions.old_database {
+            attributes.extend([
+                KeyValue::new("db.operation", operation),
+                KeyValue::new("db.statement", statement),
+            ]);
+        }
         let mut span = tracer
             .span_builder(name)
             .with_kind(SpanKind::Client)
@@ -337,13 +348,20 @@ impl<'a> Call<'a> {
         statement: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
         let tracer = &self.state.tracer;
-        let mut attributes = Vec::with_capacity(self.state.db_attributes.len() + 4);
+        let mut attributes = Vec::with_capacity(self.state.db_attributes.len() + 7);
         attributes.extend_from_slice(&self.state.db_attributes);
         attributes.extend([
             KeyValue::new("db.collection.name", beast.as_str()),
             KeyValue::new("db.operation.name", op.as_str()),
             KeyValue::new("db.query.text", beast.statement(op)),
         ]);
+        if self.state.conventions.old_database {
+            attributes.extend([
+                KeyValue::new("db.sql.table", beast.as_str()),
+                KeyValue::new("db.operation", op.as_str()),
+                KeyValue::new("db.statement", beast.statement(op)),
+            ]);
+        }
         if let Some(value) = parameter {
             // What was bound, so the span shows whether NULL reached Postgres.
             attributes.push(KeyValue::new(
@@ -429,6 +447,9 @@ impl<'a> Call<'a> {
             "http.response.status_code",
             i64::from(status.as_u16()),
         ));
+        if self.state.conventions.old_http {
+            span.set_attribute(KeyValue::new("http.status_code", i64::from(status.as_u16())));
+        }
         if status.is_server_error() {
             span.set_attribute(KeyValue::new("error.type", status.as_u16().to_string()));
             span.set_status(Status::error(error.clone().unwrap_or_default()));

@@ -24,7 +24,7 @@ pub use metrics::BUCKETS_MS;
 use crate::config::{db_config_from_env, env_flag, env_parse, env_var, listen_addr};
 use crate::events::{EventLog, Level, Logfmt};
 use crate::faults::{SERVER_FAULTS, Switchboard};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Conventions, Telemetry};
 use metrics::RequestMetrics;
 
 /// Everything mythical-server reads from its environment.
@@ -39,7 +39,8 @@ pub struct ServerConfig {
     pub db: DbConfig,
     pub namespace: String,
     pub version: String,
-    /// `MYTHICAL_FAULTS`, e.g. `null-name=0.1`: switches on at start.
+    /// `MYTHICAL_FAULTS`, e.g. `null-name=0.1`: switches on at start
+    /// (without it, the original's `ALWAYS_SUCCEED` decides).
     pub faults: Option<String>,
     /// `MYTHICAL_SERVER_DATABASE_TEARDOWN_TIMEOUT` (ms): the original's
     /// periodic table wipe; off unless set.
@@ -62,7 +63,7 @@ impl ServerConfig {
             namespace: env_var("NAMESPACE").unwrap_or_else(|| "mythical".into()),
             version: env_var("MYTHICAL_SERVICE_VERSION")
                 .unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
-            faults: env_var("MYTHICAL_FAULTS"),
+            faults: env_var("MYTHICAL_FAULTS").or_else(original_fault),
             teardown_every: env_parse::<u64>(
                 "MYTHICAL_SERVER_DATABASE_TEARDOWN_TIMEOUT",
                 "milliseconds",
@@ -74,6 +75,20 @@ impl ServerConfig {
     }
 }
 
+/// The original's 10% NULL-name fault, as its `ALWAYS_SUCCEED` decides:
+/// `false` turns it on, `true` off. Unset, it is on only when the service
+/// runs in the original's compose file (its `TRACING_COLLECTOR_HOST` or
+/// `LOGS_TARGET` is set), so the image behaves there as the original does,
+/// while the lab itself starts healthy.
+fn original_fault() -> Option<String> {
+    let in_original = env_var("TRACING_COLLECTOR_HOST").is_some() || env_var("LOGS_TARGET").is_some();
+    let always_succeed = match env_var("ALWAYS_SUCCEED") {
+        Some(value) => value.trim().eq_ignore_ascii_case("true"),
+        None => !in_original,
+    };
+    (!always_succeed).then(|| "null-name=0.1".to_owned())
+}
+
 /// What every request handler shares.
 pub(crate) struct AppState {
     store: Store,
@@ -81,6 +96,8 @@ pub(crate) struct AppState {
     query_timeout: Duration,
     /// The attributes every database span shares, built once.
     db_attributes: Vec<KeyValue>,
+    /// Whether spans also carry the older attribute names.
+    conventions: Conventions,
     tracer: SdkTracer,
     events: EventLog,
     metrics: RequestMetrics,
@@ -96,6 +113,27 @@ pub(crate) struct AppState {
     wiped: crate::faults::table_wipe::Wiped,
 }
 
+/// The attributes every database span shares: `db.system` is in both
+/// conventions, the rest in the stable one and, when asked, the older one.
+fn db_attributes(db: &mythical_storage::DbConfig, conventions: Conventions) -> Vec<KeyValue> {
+    let mut attributes = vec![
+        KeyValue::new("db.system.name", "postgresql"),
+        KeyValue::new("db.system", "postgresql"),
+        KeyValue::new("db.namespace", db.database.clone()),
+        KeyValue::new("server.address", db.host.clone()),
+        KeyValue::new("server.port", i64::from(db.port)),
+    ];
+    if conventions.old_database {
+        attributes.extend([
+            KeyValue::new("db.name", db.database.clone()),
+            KeyValue::new("db.user", db.user.clone()),
+            KeyValue::new("net.peer.name", db.host.clone()),
+            KeyValue::new("net.peer.port", i64::from(db.port)),
+        ]);
+    }
+    attributes
+}
+
 /// Runs the server until `shutdown` resolves.
 pub async fn run(
     config: ServerConfig,
@@ -109,13 +147,8 @@ pub async fn run(
     let state = Arc::new(AppState {
         store: Store::connect_lazy(&config.db),
         query_timeout: config.db.query_timeout,
-        db_attributes: vec![
-            KeyValue::new("db.system.name", "postgresql"),
-            KeyValue::new("db.system", "postgresql"),
-            KeyValue::new("db.namespace", config.db.database.clone()),
-            KeyValue::new("server.address", config.db.host.clone()),
-            KeyValue::new("server.port", i64::from(config.db.port)),
-        ],
+        db_attributes: db_attributes(&config.db, telemetry.conventions),
+        conventions: telemetry.conventions,
         tracer: telemetry.tracer.clone(),
         events: EventLog::new(
             telemetry.logger.clone(),
