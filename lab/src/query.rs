@@ -255,11 +255,28 @@ impl QueryClient {
         .await
     }
 
-    /// One trace: `GET /api/v2/traces/<id>`.
+    /// One trace: `GET /api/v2/traces/<id>` (Tempo 2.6 on); a Tempo that
+    /// answers that route with its router's 404 is older, and is asked on
+    /// `GET /api/traces/<id>`, whose `batches` the trace readers take too.
     pub async fn trace(&self, trace_id: &str) -> Result<Value> {
-        self.get(Api::Traces, &format!("/api/v2/traces/{trace_id}"), &[])
-            .await
+        let v2 = self
+            .get(Api::Traces, &format!("/api/v2/traces/{trace_id}"), &[])
+            .await;
+        match v2 {
+            Err(e) if is_unknown_route(&format!("{e:#}")) => {
+                self.get(Api::Traces, &format!("/api/traces/{trace_id}"), &[])
+                    .await
+            }
+            other => other,
+        }
     }
+}
+
+/// A 404 from a server's router rather than from the handler: Go's
+/// `404 page not found`, which is how a release without a route answers
+/// (a missing trace is `trace not found`).
+fn is_unknown_route(error: &str) -> bool {
+    error.contains("404") && error.contains("page not found")
 }
 
 /// Top functions (`{"total", "functions": [{"name", "self", "total"}]}`)

@@ -397,6 +397,70 @@ async fn docker_only_scenarios_are_guided_answered_diagnosed_and_undone() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_lab_published_on_every_address_or_on_one_comes_up_healthy_and_answers_there() {
+    images().await;
+    let docker = engine().await;
+    let dir = tempfile::tempdir().unwrap();
+    // 127.0.0.2 is an address of this machine other than the loopback one
+    // the lab dials: ports published only there would fail every check.
+    for (address, dial) in [("0.0.0.0", "127.0.0.1"), ("127.0.0.2", "127.0.0.2")] {
+        let state = dir.path().join(format!("published-{address}"));
+        let _cleanup = Cleanup(state.clone());
+        let up = [
+            "up",
+            "--runtime",
+            "docker",
+            "--backends",
+            "embedded",
+            "--publish-address",
+            address,
+        ];
+        ok(&lab(&state, &up), &format!("lab up --publish-address {address}"));
+        let status = json(&lab(&state, &["status", "--json"]));
+        for component in status["components"].as_array().unwrap() {
+            assert_eq!(component["health"], "healthy", "{address}: {component}");
+        }
+        let server = status["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "mythical-server")
+            .unwrap();
+        let local = server["endpoints"]["http"].as_str().unwrap();
+        let port = local.rsplit(':').next().unwrap();
+        let health = reqwest::get(format!("http://{dial}:{port}/healthz"))
+            .await
+            .unwrap_or_else(|e| panic!("{address}: the server is not reachable on {dial}:{port}: {e}"));
+        assert!(health.status().is_success(), "{address}: {}", health.status());
+
+        let (containers, _, _) = labelled(&docker, &state).await;
+        let name = containers
+            .iter()
+            .find(|n| n.ends_with("mythical-server"))
+            .expect("the server's container");
+        let inspected = docker
+            .inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .unwrap();
+        let bindings = inspected
+            .host_config
+            .and_then(|h| h.port_bindings)
+            .unwrap_or_default();
+        let addresses: Vec<String> = bindings
+            .values()
+            .flatten()
+            .flatten()
+            .filter_map(|b| b.host_ip.clone())
+            .collect();
+        assert!(
+            addresses.iter().any(|a| a == address),
+            "{address}: the server's ports are bound on {addresses:?}"
+        );
+        ok(&lab(&state, &["down", "--volumes"]), "lab down");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn lgtm_without_its_images_fails_before_starting_anything() {
     images().await;
     let docker = engine().await;

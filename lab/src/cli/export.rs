@@ -202,8 +202,10 @@ fn service(spec: &ContainerSpec, folder: &Path, lab: &LabIdentity) -> Value {
     let mut service = json!({
         "image": spec.image,
         "environment": environment,
-        "ports": spec.ports.iter().map(|(container, host)| {
-            format!("{}:{host}:{container}", spec.publish_address)
+        "ports": spec.ports.iter().flat_map(|(container, host)| {
+            spec.host_addresses()
+                .into_iter()
+                .map(move |address| format!("{address}:{host}:{container}"))
         }).collect::<Vec<_>>(),
         "volumes": volumes,
         "mem_limit": format!("{}m", spec.memory_mib),

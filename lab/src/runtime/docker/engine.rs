@@ -209,10 +209,15 @@ impl Engine {
         for (container, host) in &spec.ports {
             bindings.insert(
                 format!("{container}/tcp"),
-                Some(vec![PortBinding {
-                    host_ip: Some(spec.publish_address.to_string()),
-                    host_port: Some(host.to_string()),
-                }]),
+                Some(
+                    spec.host_addresses()
+                        .into_iter()
+                        .map(|address| PortBinding {
+                            host_ip: Some(address.to_string()),
+                            host_port: Some(host.to_string()),
+                        })
+                        .collect(),
+                ),
             );
         }
         let mounts = spec

@@ -111,6 +111,21 @@ pub struct ContainerSpec {
     pub stop_signal: Option<String>,
 }
 
+impl ContainerSpec {
+    /// The host addresses each port is published on: the one asked for and,
+    /// when that is one address other than loopback's, loopback too, which
+    /// is where the lab itself dials its health checks, queries and SQL.
+    /// An unspecified address (`0.0.0.0`) covers loopback already.
+    pub fn host_addresses(&self) -> Vec<IpAddr> {
+        let loopback = IpAddr::from([127, 0, 0, 1]);
+        if self.publish_address.is_unspecified() || self.publish_address == loopback {
+            vec![self.publish_address]
+        } else {
+            vec![self.publish_address, loopback]
+        }
+    }
+}
+
 /// What the rendering needs besides the component.
 #[derive(Debug, Clone)]
 pub struct Context<'a> {
@@ -303,7 +318,6 @@ pub fn render(component: &Component, ctx: &Context) -> ContainerSpec {
                     "run",
                     "--server.http.listen-addr=0.0.0.0:12345",
                     "--storage.path=/var/lib/alloy/data",
-                    "--stability.level=public-preview",
                     "/etc/alloy/config.alloy",
                 ]),
                 BTreeMap::new(),
@@ -411,6 +425,23 @@ mod tests {
             next
         });
         plan.iter().map(|c| render(c, &ctx)).collect()
+    }
+
+    #[test]
+    fn a_specific_publish_address_keeps_loopback_for_the_labs_own_calls() {
+        let at = |address: &str| {
+            let specs = specs(Backends::Lgtm, address.parse().unwrap());
+            let grafana = specs.into_iter().find(|s| s.component == "grafana").unwrap();
+            grafana
+                .host_addresses()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at("127.0.0.1"), ["127.0.0.1"]);
+        assert_eq!(at("0.0.0.0"), ["0.0.0.0"]);
+        assert_eq!(at("127.0.0.2"), ["127.0.0.2", "127.0.0.1"]);
+        assert_eq!(at("192.0.2.7"), ["192.0.2.7", "127.0.0.1"]);
     }
 
     #[test]
