@@ -116,15 +116,21 @@ impl Telemetry {
     /// its `LOGS_TARGET` sends the logs to Loki's push API instead of OTLP. Must run inside the tokio runtime (the gRPC
     /// exporter's channel lives there). With `PYROSCOPE_SERVER_ADDRESS` set
     /// it also starts the CPU profiler ([`crate::profiling`]).
-    pub fn init(default_service_name: &str, service_version: &str) -> Result<Telemetry> {
+    ///
+    /// `service_version` is the resource's `service.version`; `None` leaves
+    /// it out, as the original's requester does: it reports a version per
+    /// request span, which a resource value would hide from Tempo's span
+    /// metrics (they read a dimension from the resource first).
+    pub fn init(default_service_name: &str, service_version: Option<&str>) -> Result<Telemetry> {
         let service_name =
             env_var("OTEL_SERVICE_NAME").unwrap_or_else(|| default_service_name.to_owned());
         let namespace = env_var("NAMESPACE").unwrap_or_else(|| "mythical".to_owned());
+        let mut attributes = vec![KeyValue::new("service.namespace", namespace)];
+        if let Some(version) = service_version {
+            attributes.push(KeyValue::new("service.version", version.to_owned()));
+        }
         let resource = Resource::builder()
-            .with_attributes([
-                KeyValue::new("service.namespace", namespace),
-                KeyValue::new("service.version", service_version.to_owned()),
-            ])
+            .with_attributes(attributes)
             .with_service_name(service_name.clone())
             .build();
 

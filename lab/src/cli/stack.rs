@@ -324,7 +324,7 @@ pub async fn service(name: ServiceName) -> Result<()> {
     match name {
         ServiceName::Server => {
             let config = mythical_services::server::ServerConfig::from_env()?;
-            let telemetry = Telemetry::init("mythical-server", &config.version)?;
+            let telemetry = Telemetry::init("mythical-server", Some(&config.version))?;
             let result = mythical_services::server::run(
                 config,
                 &telemetry,
@@ -336,7 +336,7 @@ pub async fn service(name: ServiceName) -> Result<()> {
         }
         ServiceName::Requester => {
             let config = mythical_services::requester::RequesterConfig::from_env()?;
-            let telemetry = Telemetry::init("mythical-requester", env!("CARGO_PKG_VERSION"))?;
+            let telemetry = Telemetry::init("mythical-requester", None)?;
             let result = mythical_services::requester::run(
                 config,
                 &telemetry,

@@ -12,7 +12,7 @@ static HEAP: mythical_services::heap::Sampled = mythical_services::heap::Sampled
 async fn main() -> anyhow::Result<()> {
     mythical_services::init_console_log();
     let config = ServerConfig::from_env()?;
-    let telemetry = Telemetry::init("mythical-server", &config.version)?;
+    let telemetry = Telemetry::init("mythical-server", Some(&config.version))?;
     let result = server::run(config, &telemetry, mythical_services::shutdown_signal()).await;
     tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
     result
