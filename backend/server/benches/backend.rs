@@ -1,6 +1,7 @@
 //! The embedded backend's figures: spans ingested per second on one core,
-//! trace by id with 1M spans stored, a LogQL line filter over 1M lines, the
-//! p95 PromQL over an hour of histogram data, and memory per span and line.
+//! with the span metrics generator on and off, trace by id with 1M spans
+//! stored, a LogQL line filter over 1M lines, the p95 PromQL over an hour
+//! of histogram data, and memory per span and line.
 //!
 //! cargo bench -p lab-backend --bench backend
 
@@ -111,7 +112,7 @@ fn main() {
     };
 
     // 3. LogQL line filters over 1M lines in 20 streams.
-    let (logs, _) = lab_backend::Backend::open(None, limits, Default::default()).unwrap();
+    let (logs, _) = lab_backend::Backend::open(None, limits, Default::default(), None).unwrap();
     let rss_before = rss_bytes();
     for chunk in 0..100i64 {
         let entries: Vec<(Labels, LogEntry)> = (0..10_000i64)
@@ -187,7 +188,7 @@ fn main() {
     // Each batch is built just before it is ingested, so the RSS growth
     // is the store's, and only the ingest is timed.
     let (backend, _) =
-        lab_backend::Backend::open(Some(data.path()), limits, Default::default()).unwrap();
+        lab_backend::Backend::open(Some(data.path()), limits, Default::default(), None).unwrap();
     let rss_before = rss_bytes();
     let mut elapsed = Duration::ZERO;
     for i in 0..2000 {
@@ -213,6 +214,40 @@ fn main() {
     );
     drop(backend);
 
+    // 1b. The same spans with and without the generator (span metrics,
+    // service graphs, autologs), in memory, one thread: its cost per span.
+    for generator in [None, Some(lab_backend::GeneratorConfig::default())] {
+        let on = generator.is_some();
+        let (backend, _) =
+            lab_backend::Backend::open(None, limits, Default::default(), generator).unwrap();
+        let mut elapsed = Duration::ZERO;
+        for i in 0..400 {
+            let request = batch(10_000 + i, now);
+            let started = Instant::now();
+            backend.ingest(Payload::Traces(request)).unwrap();
+            elapsed += started.elapsed();
+        }
+        let started = Instant::now();
+        let collected = backend.collect_generated().unwrap();
+        let collect = started.elapsed();
+        let spans = backend.store().stats().spans;
+        println!(
+            "| ingest in memory, generator {} | {spans} spans in {:.2} s | {:.0} spans/s |{}",
+            if on { "on" } else { "off" },
+            elapsed.as_secs_f64(),
+            spans as f64 / elapsed.as_secs_f64(),
+            if on {
+                format!(
+                    " one collection: {} samples in {:.2} ms |",
+                    collected.samples,
+                    collect.as_secs_f64() * 1e3
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+
     // 2. Trace by id over HTTP with the 1M spans replayed from the log.
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let started = Instant::now();
@@ -224,6 +259,7 @@ fn main() {
             otlp_http: loopback,
             limits,
             scrape: Vec::new(),
+            generator: None,
         }))
         .unwrap();
     println!(
@@ -262,7 +298,7 @@ fn main() {
     runtime.block_on(running.shutdown());
 
     // 4. PromQL p95 over an hour of scraped histogram data.
-    let (metrics, _) = lab_backend::Backend::open(None, limits, Default::default()).unwrap();
+    let (metrics, _) = lab_backend::Backend::open(None, limits, Default::default(), None).unwrap();
     let hour_start = now as i64 / 1_000_000 - 3_600_000;
     let bounds = [
         "10.0", "20.0", "50.0", "100.0", "200.0", "500.0", "1000.0", "2000.0", "4000.0", "8000.0",

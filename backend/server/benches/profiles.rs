@@ -145,7 +145,7 @@ fn main() {
     for wal in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let (backend, _) =
-            Backend::open(wal.then_some(dir.path()), limits, policy.clone()).unwrap();
+            Backend::open(wal.then_some(dir.path()), limits, policy.clone(), None).unwrap();
         let started = Instant::now();
         for body in &bodies {
             backend.ingest(upload(body)).unwrap();

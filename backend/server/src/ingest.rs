@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+use crate::generate::{self, GeneratedSamples};
 use crate::params::now_nanos;
 use crate::store::Store;
 use crate::wal::RecordKind;
@@ -26,6 +27,8 @@ pub enum Payload {
     Scrape(Scrape),
     /// A profile upload to Pyroscope's push or ingest API.
     Profiles(ProfileUpload),
+    /// One collection of the span metrics and service graphs.
+    Generated(GeneratedSamples),
 }
 
 /// A profile upload as the log keeps it: the body as received, and for
@@ -98,6 +101,10 @@ impl Payload {
                 serde_json::to_vec(scrape).expect("a scrape serialises"),
             ),
             Payload::Profiles(upload) => (RecordKind::Profiles, upload.encode_to_vec()),
+            Payload::Generated(samples) => (
+                RecordKind::Generated,
+                serde_json::to_vec(samples).expect("generated samples serialise"),
+            ),
         }
     }
 
@@ -113,6 +120,9 @@ impl Payload {
                 serde_json::from_slice(bytes).map_err(|e| IngestError::Decode(e.to_string()))?,
             ),
             RecordKind::Profiles => Payload::Profiles(Message::decode(bytes).map_err(decode)?),
+            RecordKind::Generated => Payload::Generated(
+                serde_json::from_slice(bytes).map_err(|e| IngestError::Decode(e.to_string()))?,
+            ),
         })
     }
 
@@ -137,6 +147,7 @@ impl Payload {
                 prepared.metrics = Some(batch);
             }
             Payload::Profiles(upload) => prepared.profiles = upload.decode_profiles()?,
+            Payload::Generated(samples) => prepared.metrics = Some(samples.clone().into_batch()),
         }
         Ok(prepared)
     }
@@ -152,6 +163,17 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    pub fn spans(&self) -> &[lab_signals::Span] {
+        &self.spans
+    }
+
+    /// Adds the autologging lines of the spans (Alloy's `spanlogs`): they
+    /// follow from the spans alone, so replay derives them again.
+    pub fn with_autologs(mut self) -> Prepared {
+        self.logs.extend(generate::autologs::lines(&self.spans));
+        self
+    }
+
     pub fn store(self, store: &Store) -> Added {
         let added = Added {
             spans: self.spans.len(),

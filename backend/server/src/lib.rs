@@ -1,6 +1,8 @@
 //! The lab's embedded telemetry backend: it takes in OTLP (gRPC and HTTP),
 //! Prometheus scrapes, Loki pushes and Pyroscope profile uploads, keeps
-//! them bounded in memory with a write-ahead log on disk, and answers the
+//! them bounded in memory with a write-ahead log on disk, derives from the
+//! spans what Tempo's metrics-generator and Alloy's autologging would
+//! (span metrics, service graphs, a log line per root span), and answers the
 //! Tempo, Loki and Prometheus HTTP query APIs (TraceQL, LogQL, PromQL) and
 //! Pyroscope's render API on one port, so the lab's query client and a
 //! real Grafana can use it as those datasources.
@@ -9,6 +11,7 @@
 
 mod api;
 pub mod backend;
+pub mod generate;
 pub mod ingest;
 pub mod params;
 mod receive;
@@ -23,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 pub use backend::Backend;
+pub use generate::GeneratorConfig;
 pub use lab_ingest::otlp::LabelPolicy;
 pub use scrape::ScrapeTarget;
 pub use store::Limits;
@@ -40,6 +44,9 @@ pub struct BackendConfig {
     pub otlp_http: SocketAddr,
     pub limits: Limits,
     pub scrape: Vec<ScrapeTarget>,
+    /// Span metrics, service graphs and autologs from the spans received;
+    /// `None` derives nothing.
+    pub generator: Option<GeneratorConfig>,
 }
 
 /// Default ports, clear of a real Tempo (3200, 4317, 4318), Loki (3100),
@@ -57,6 +64,7 @@ impl Default for BackendConfig {
             otlp_http: SocketAddr::from(([127, 0, 0, 1], DEFAULT_OTLP_HTTP_PORT)),
             limits: Limits::default(),
             scrape: Vec::new(),
+            generator: Some(GeneratorConfig::default()),
         }
     }
 }
@@ -102,8 +110,14 @@ pub async fn start(config: BackendConfig) -> Result<RunningBackend> {
     let otlp_http = bind(config.otlp_http, "OTLP/HTTP").await?;
     let data_dir = config.data_dir.clone();
     let limits = config.limits;
+    let generator = config.generator.clone();
     let (backend, report) = tokio::task::spawn_blocking(move || {
-        Backend::open(data_dir.as_deref(), limits, LabelPolicy::default())
+        Backend::open(
+            data_dir.as_deref(),
+            limits,
+            LabelPolicy::default(),
+            generator,
+        )
     })
     .await?
     .context("opening the backend's data folder")?;
@@ -140,6 +154,23 @@ pub async fn start(config: BackendConfig) -> Result<RunningBackend> {
     ));
     for target in config.scrape {
         tasks.spawn(scrape::run(backend.clone(), target));
+    }
+    if let Some(interval) = backend.collection_interval() {
+        let generating = backend.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(interval);
+            // The first tick is now: nothing has been generated yet.
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let backend = generating.clone();
+                match tokio::task::spawn_blocking(move || backend.collect_generated()).await {
+                    Ok(Err(err)) => tracing::error!("writing the generated series failed: {err}"),
+                    Err(err) => tracing::error!("collecting the generated series panicked: {err}"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        });
     }
     let maintained = backend.clone();
     tasks.spawn(async move {

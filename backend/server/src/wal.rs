@@ -1,7 +1,8 @@
 //! The backend's write-ahead log: every payload received (OTLP as
 //! protobuf, Loki push as JSON, scrapes as text, profile uploads as their
-//! body with the API and query they came with) appended to segment files
-//! in the state folder, and replayed through the same ingest path at start.
+//! body with the API and query they came with), and each collection of
+//! the span metrics generator, appended to segment files in the state
+//! folder, and replayed through the same ingest path at start.
 //!
 //! Record: `len u32 | crc32 u32 | kind u8 | received_ms i64 | payload`, all
 //! little-endian, the CRC over kind, time and payload. A torn or corrupt
@@ -22,6 +23,9 @@ pub enum RecordKind {
     Scrape = 5,
     /// A profile upload: [`crate::ingest::ProfileUpload`] as protobuf.
     Profiles = 6,
+    /// One collection of the span metrics and service graphs:
+    /// [`crate::generate::GeneratedSamples`] as JSON.
+    Generated = 7,
 }
 
 impl RecordKind {
@@ -33,6 +37,7 @@ impl RecordKind {
             4 => RecordKind::LokiPush,
             5 => RecordKind::Scrape,
             6 => RecordKind::Profiles,
+            7 => RecordKind::Generated,
             _ => return None,
         })
     }
