@@ -15,8 +15,8 @@ pub enum Language {
 
 /// The profile types the services push, as Pyroscope names them.
 pub const CPU_PROFILE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
-pub const IN_USE_PROFILE: &str = "memory:inuse_space:bytes:space:bytes";
-pub const ALLOCATED_PROFILE: &str = "memory:alloc_space:bytes:space:bytes";
+pub const IN_USE_PROFILE: &str = "memory:inuse_space:bytes::";
+pub const ALLOCATED_PROFILE: &str = "memory:alloc_space:bytes::";
 
 /// One service's profile of a type: `<type>{service_name="<service>"}`.
 pub fn profile_selector(profile_type: &str, service: &str) -> String {

@@ -250,7 +250,7 @@ async fn embedded_lab_in_containers_diagnoses_faults_and_down_removes_only_its_o
         .and_then(|c| c["endpoints"]["query"].as_str())
         .expect("the backend has a query endpoint")
         .to_owned();
-    let selector = "memory:alloc_space:bytes:space:bytes%7Bservice_name%3D%22mythical-server%22%7D";
+    let selector = "memory:alloc_space:bytes::%7Bservice_name%3D%22mythical-server%22%7D";
     let deadline = Instant::now() + Duration::from_secs(45);
     loop {
         let top: Value = serde_json::from_str(
@@ -415,7 +415,10 @@ async fn a_lab_published_on_every_address_or_on_one_comes_up_healthy_and_answers
             "--publish-address",
             address,
         ];
-        ok(&lab(&state, &up), &format!("lab up --publish-address {address}"));
+        ok(
+            &lab(&state, &up),
+            &format!("lab up --publish-address {address}"),
+        );
         let status = json(&lab(&state, &["status", "--json"]));
         for component in status["components"].as_array().unwrap() {
             assert_eq!(component["health"], "healthy", "{address}: {component}");
@@ -430,16 +433,28 @@ async fn a_lab_published_on_every_address_or_on_one_comes_up_healthy_and_answers
         let port = local.rsplit(':').next().unwrap();
         let health = reqwest::get(format!("http://{dial}:{port}/healthz"))
             .await
-            .unwrap_or_else(|e| panic!("{address}: the server is not reachable on {dial}:{port}: {e}"));
-        assert!(health.status().is_success(), "{address}: {}", health.status());
+            .unwrap_or_else(|e| {
+                panic!("{address}: the server is not reachable on {dial}:{port}: {e}")
+            });
+        assert!(
+            health.status().is_success(),
+            "{address}: {}",
+            health.status()
+        );
 
         let (containers, _, _) = labelled(&docker, &state).await;
+        // Each entry is "<names> <state>".
         let name = containers
             .iter()
-            .find(|n| n.ends_with("mythical-server"))
-            .expect("the server's container");
+            .filter_map(|c| c.split_whitespace().next())
+            .map(|n| n.trim_start_matches('/'))
+            .find(|n| n.ends_with("-mythical-server"))
+            .unwrap_or_else(|| panic!("no server container among {containers:?}"));
         let inspected = docker
-            .inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>)
+            .inspect_container(
+                name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
             .await
             .unwrap();
         let bindings = inspected
@@ -470,8 +485,8 @@ async fn lgtm_without_its_images_fails_before_starting_anything() {
     let out = lab(&state, &["up", "--runtime", "docker", "--backends", "lgtm"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("grafana/tempo:2.4.1"), "{stderr}");
-    assert!(stderr.contains("grafana/grafana:11.0.0"), "{stderr}");
+    assert!(stderr.contains("grafana/tempo:3.0.3"), "{stderr}");
+    assert!(stderr.contains("grafana/grafana:12.3.1"), "{stderr}");
     assert!(stderr.contains("lab images load"), "{stderr}");
     assert!(stderr.contains("nothing was started"), "{stderr}");
     let (containers, networks, volumes) = labelled(&docker, &state).await;

@@ -1106,7 +1106,24 @@ fn alloy_sends_each_signal_to_its_backend() {
 
     // The scraped /metrics carry the exemplars; the profiles are relayed.
     let scrape = only(&blocks, "prometheus.scrape");
-    assert_eq!(scrape.string_at(&["scrape_interval"]), Some("15s"));
+    assert_eq!(
+        scrape.string_at(&["job_name"]),
+        Some("mythical"),
+        "the original's scrape job: job=\"mythical\" for both services"
+    );
+    assert_eq!(scrape.string_at(&["scrape_interval"]), Some("2s"));
+    assert_eq!(scrape.string_at(&["scrape_timeout"]), Some("2s"));
+    let Some(Expr::Array(protocols)) = scrape.attr("scrape_protocols") else {
+        panic!("prometheus.scrape lists no scrape_protocols");
+    };
+    let protocols: Vec<&str> = protocols.iter().filter_map(Expr::as_str).collect();
+    assert!(
+        protocols
+            .first()
+            .is_some_and(|p| p.starts_with("OpenMetricsText"))
+            && !protocols.contains(&"PrometheusProto"),
+        "exemplars come only from OpenMetrics text, never protobuf: {protocols:?}"
+    );
     let Some(Expr::Array(targets)) = scrape.attr("targets") else {
         panic!("prometheus.scrape has no targets list");
     };
@@ -1123,6 +1140,42 @@ fn alloy_sends_each_signal_to_its_backend() {
     assert_eq!(
         addresses,
         BTreeSet::from(["mythical-server:4000", "mythical-requester:4001"])
+    );
+    for target in targets {
+        let Expr::Object(fields) = target else {
+            panic!("a scrape target is not an object: {target:?}")
+        };
+        let label = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.as_str())
+        };
+        let address = label("__address__").unwrap_or("?");
+        assert_eq!(label("group"), Some("mythical"), "{address}: group label");
+        assert_eq!(
+            label("service"),
+            address.split(':').next(),
+            "{address}: service label names the service"
+        );
+    }
+
+    // Autologging: one logfmt line per root span, job="alloy", in Loki.
+    let spanlogs = only(&blocks, "otelcol.connector.spanlogs");
+    assert_eq!(spanlogs.attr("roots"), Some(&Expr::Bool(true)));
+    assert_eq!(
+        spanlogs.string_at(&["overrides", "trace_id_key"]),
+        Some("traceId")
+    );
+    assert!(
+        reachable(&blocks, &receiver.id(), "traces").contains(&spanlogs.id()),
+        "the spans never reach {}",
+        spanlogs.id()
+    );
+    assert!(
+        reachable(&blocks, &spanlogs.id(), "logs").contains(&loki.id()),
+        "autologging lines never reach {}",
+        loki.id()
     );
     assert!(
         reachable(&blocks, &scrape.id(), "metrics").contains(&mimir.id()),
@@ -1170,16 +1223,59 @@ fn tempo_writes_span_metrics_and_the_service_graph_to_mimir_with_exemplars() {
             .iter()
             .filter_map(Yaml::as_str)
             .collect();
-    for processor in ["service-graphs", "span-metrics", "local-blocks"] {
+    for processor in ["service-graphs", "span-metrics"] {
         assert!(
             processors.contains(processor),
             "the {processor} processor is not enabled in Tempo's overrides"
         );
     }
+    // Tempo 3 answers TraceQL metrics from its live-store and blocks: it has
+    // no local-blocks processor and refuses the 2.x sections it needed.
     assert!(
-        tempo["metrics_generator"]["traces_storage"]["path"].is_string(),
-        "local-blocks (TraceQL metrics) needs metrics_generator.traces_storage.path"
+        !processors.contains("local-blocks"),
+        "Tempo 3 has no local-blocks processor"
     );
+    for removed in ["ingester", "compactor"] {
+        assert!(
+            tempo.get(removed).is_none(),
+            "Tempo 3 refuses the 2.x `{removed}` section"
+        );
+    }
+    assert!(
+        tempo["metrics_generator"].get("traces_storage").is_none(),
+        "Tempo 3 refuses metrics_generator.traces_storage"
+    );
+    // The dashboards read the classic buckets (traces_spanmetrics_latency_bucket).
+    assert_eq!(
+        tempo["overrides"]["defaults"]["metrics_generator"]["generate_native_histograms"],
+        "both"
+    );
+    let registry = &tempo["metrics_generator"]["registry"];
+    assert_eq!(registry["external_labels"]["source"], "tempo");
+    assert_eq!(registry["external_labels"]["group"], "mythical");
+    for processor in ["span_metrics", "service_graphs"] {
+        let dimensions: BTreeSet<&str> =
+            tempo["metrics_generator"]["processor"][processor]["dimensions"]
+                .as_sequence()
+                .unwrap_or_else(|| {
+                    panic!("metrics_generator.processor.{processor}.dimensions is a list")
+                })
+                .iter()
+                .filter_map(Yaml::as_str)
+                .collect();
+        for dimension in [
+            "http.method",
+            "http.target",
+            "http.status_code",
+            "service.version",
+            "beast",
+        ] {
+            assert!(
+                dimensions.contains(dimension),
+                "{processor} lacks the {dimension} dimension"
+            );
+        }
+    }
 }
 
 #[test]
@@ -1234,6 +1330,15 @@ fn backends_run_as_one_process_on_local_disk_and_keep_exemplars() {
     let pyroscope = yaml("pyroscope/pyroscope.yaml");
     assert_eq!(pyroscope["server"]["http_listen_port"], 4040);
     assert_eq!(pyroscope["storage"]["backend"], "filesystem");
+    // The image's user owns only /data.
+    let mut dirs = Vec::new();
+    yaml_strings_named(&pyroscope, "dir", &mut dirs);
+    yaml_strings_named(&pyroscope, "data_dir", &mut dirs);
+    assert!(!dirs.is_empty(), "Pyroscope names no data directory");
+    assert!(
+        dirs.iter().all(|d| d.starts_with("/data/")),
+        "every Pyroscope directory must be under /data, got {dirs:?}"
+    );
 }
 
 #[test]
@@ -1331,7 +1436,8 @@ fn grafana_correlations_point_at_provisioned_datasources() {
         derived["datasourceUid"], "tempo",
         "Loki's TraceID derived field must open traces in the tempo datasource"
     );
-    assert_eq!(derived["matcherRegex"], r"traceID=(\w+)");
+    // The services' traceID= and Alloy's autologging traceId= both link.
+    assert_eq!(derived["matcherRegex"], r"trace[Ii][Dd]=(\w+)");
     // `$$` is Grafana's escape for a literal `$` in provisioning files.
     assert_eq!(derived["url"], "$${__value.raw}");
 

@@ -43,7 +43,10 @@ async fn instant(base: &str, query: &str) -> Vec<Value> {
         .await
         .unwrap();
     assert_eq!(answer["status"], "success", "{base}: {query}: {answer}");
-    answer["data"]["result"].as_array().cloned().unwrap_or_default()
+    answer["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn label_sets(result: &[Value]) -> BTreeSet<String> {
@@ -81,7 +84,10 @@ async fn a_real_prometheus_scrapes_the_services_and_agrees_with_the_embedded_bac
     let _prometheus = Prometheus(
         Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--enable-feature=exemplar-storage")
             .stdout(Stdio::null())
@@ -113,7 +119,10 @@ async fn a_real_prometheus_scrapes_the_services_and_agrees_with_the_embedded_bac
     ] {
         let from_prometheus = label_sets(&instant(&prometheus_url, query).await);
         let from_backend = label_sets(&instant(&backend, query).await);
-        assert!(!from_prometheus.is_empty(), "Prometheus has nothing for {query}");
+        assert!(
+            !from_prometheus.is_empty(),
+            "Prometheus has nothing for {query}"
+        );
         assert_eq!(from_prometheus, from_backend, "{query}");
     }
 
@@ -145,19 +154,34 @@ async fn a_real_prometheus_scrapes_the_services_and_agrees_with_the_embedded_bac
     for component in ["mythical-server", "mythical-requester"] {
         let url = format!("http://{}/metrics", address(component));
         let response = reqwest::get(&url).await.unwrap();
-        let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-        assert!(content_type.starts_with("text/plain; version=0.0.4"), "{url}: {content_type}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{url}: {content_type}"
+        );
         let text = response.text().await.unwrap();
-        assert!(!text.contains("# EOF") && !text.contains("traceID"), "{url}: {text}");
-        let mut promtool = Command::new(which("promtool").expect("promtool comes with Debian's prometheus"))
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        assert!(
+            !text.contains("# EOF") && !text.contains("traceID"),
+            "{url}: {text}"
+        );
+        let mut promtool =
+            Command::new(which("promtool").expect("promtool comes with Debian's prometheus"))
+                .args(["check", "metrics"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
         use std::io::Write as _;
-        promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
         let checked = promtool.wait_with_output().unwrap();
         assert!(
             checked.status.success(),

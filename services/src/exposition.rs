@@ -59,7 +59,9 @@ pub fn respond(headers: &HeaderMap, openmetrics: String) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     match negotiate(accept) {
         Format::OpenMetrics => ([(header::CONTENT_TYPE, OPENMETRICS)], openmetrics).into_response(),
-        Format::Classic => ([(header::CONTENT_TYPE, CLASSIC)], to_classic(&openmetrics)).into_response(),
+        Format::Classic => {
+            ([(header::CONTENT_TYPE, CLASSIC)], to_classic(&openmetrics)).into_response()
+        }
     }
 }
 
@@ -148,7 +150,9 @@ mod tests {
         assert_eq!(negotiate(Some("*/*")), Format::Classic);
         assert_eq!(negotiate(None), Format::Classic);
         assert_eq!(
-            negotiate(Some("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5")),
+            negotiate(Some(
+                "text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"
+            )),
             Format::Classic
         );
         assert_eq!(

@@ -268,8 +268,9 @@ fn push_heap(config: &ProfilingConfig, client: &reqwest::Client, stopped: &mpsc:
                         ("until", &until),
                         ("units", profile.units),
                         ("aggregationType", profile.aggregation),
+                        // The body is folded text, /ingest's default format
+                        // (Pyroscope knows no `format=folded`).
                         ("spyName", "rustspy"),
-                        ("format", "folded"),
                     ])
                     .body(body)
                     .send()

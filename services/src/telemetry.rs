@@ -76,7 +76,8 @@ impl Conventions {
             };
         };
         let items: Vec<&str> = value.split(',').map(str::trim).collect();
-        let old = |domain: &str| !items.contains(&domain) || items.contains(&&*format!("{domain}/dup"));
+        let old =
+            |domain: &str| !items.contains(&domain) || items.contains(&&*format!("{domain}/dup"));
         Conventions {
             old_http: old("http"),
             old_database: old("database"),
@@ -142,7 +143,8 @@ impl Telemetry {
 
         let mut logs = SdkLoggerProvider::builder().with_resource(resource.clone());
         if let Some(target) = env_var("LOGS_TARGET") {
-            logs = logs.with_batch_exporter(LokiPushExporter::new(&target, &service_name, timeout())?);
+            logs =
+                logs.with_batch_exporter(LokiPushExporter::new(&target, &service_name, timeout())?);
         } else if exported("LOG") {
             logs = logs.with_batch_exporter(log_exporter()?);
         }
@@ -295,7 +297,10 @@ mod tests {
             old_database: true,
         };
         assert_eq!(Conventions::from_opt_in(None), both);
-        assert_eq!(Conventions::from_opt_in(Some("http/dup,database/dup")), both);
+        assert_eq!(
+            Conventions::from_opt_in(Some("http/dup,database/dup")),
+            both
+        );
         assert_eq!(
             Conventions::from_opt_in(Some("http")),
             Conventions {

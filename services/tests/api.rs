@@ -144,7 +144,17 @@ async fn metrics_carry_request_times_with_trace_exemplars() {
         .unwrap();
     http.get(server.url("/kraken")).send().await.unwrap();
 
-    let response = http.get(server.url("/metrics")).send().await.unwrap();
+    // What a Prometheus or Alloy scrape asks for; without it the classic
+    // text, which has no exemplars, comes back.
+    let response = http
+        .get(server.url("/metrics"))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0;q=0.9,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
     assert!(
         response.headers()["content-type"]
             .to_str()

@@ -96,7 +96,7 @@ fn the_heap_profile_names_who_holds_memory_and_who_only_allocated() {
     pusher.stop();
 
     let base = backend.query_url();
-    let in_use = top(&base, "memory:inuse_space:bytes:space:bytes");
+    let in_use = top(&base, "memory:inuse_space:bytes::");
     let (kept, kept_self) = share(&in_use, "keep_the_gold");
     assert!(
         kept > 0.5 && kept_self > 0.5,
@@ -110,7 +110,7 @@ fn the_heap_profile_names_who_holds_memory_and_who_only_allocated() {
 
     // Counted as objects too: 2048 blocks kept, within sampling error (a
     // 16 KiB block is sampled about once in 32).
-    let objects = top(&base, "memory:inuse_objects:count:space:bytes");
+    let objects = top(&base, "memory:inuse_objects:count::");
     let kept_objects = objects["functions"]
         .as_array()
         .into_iter()
@@ -123,7 +123,7 @@ fn the_heap_profile_names_who_holds_memory_and_who_only_allocated() {
         "{kept_objects} objects kept by keep_the_gold: {objects}"
     );
 
-    let allocated = top(&base, "memory:alloc_space:bytes:space:bytes");
+    let allocated = top(&base, "memory:alloc_space:bytes::");
     let (spent, _) = share(&allocated, "spend_the_gold");
     let (kept_alloc, _) = share(&allocated, "keep_the_gold");
     assert!(

@@ -24,6 +24,9 @@ pub enum Format {
 pub struct IngestRequest {
     /// The application name, without a profile suffix like `.cpu`.
     pub app: String,
+    /// That suffix, which names the profile type (`cpu` when there is
+    /// none), as Pyroscope's ingest adapter reads it.
+    pub suffix: String,
     /// `service_name` (the application) and the tags of `name`.
     pub labels: Labels,
     pub start: UnixNanos,
@@ -64,7 +67,7 @@ impl IngestRequest {
             name: "name",
             reason: "missing: name the application, like name=my-app{env=lab}".into(),
         })?;
-        let (app, mut tags) = parse_name(name)?;
+        let (app, suffix, mut tags) = parse_name(name)?;
         if !tags.iter().any(|(k, _)| k == "service_name") {
             tags.push(("service_name".into(), app.clone()));
         }
@@ -107,6 +110,7 @@ impl IngestRequest {
         };
         Ok(IngestRequest {
             app,
+            suffix,
             labels: Labels::new(tags),
             start,
             end,
@@ -118,60 +122,38 @@ impl IngestRequest {
     }
 
     /// The profile type a text body's values are stored as, and the factor
-    /// that turns one of its values into that type's unit.
+    /// that turns one of its values into that type's unit. As Pyroscope's
+    /// ingest adapter decides it: by the name's suffix alone (`units` and
+    /// `aggregationType` change nothing), with a CPU or wall period only
+    /// for those types, so memory types have empty period fields
+    /// (`memory:inuse_space:bytes::`).
     fn text_type(&self) -> Result<(ProfileType, i64), DecodeError> {
-        let average = self.aggregation == "average";
-        let typed = |name: &str, sample_type: &str, unit: &str, period: &str, period_unit: &str| {
-            ProfileType {
-                name: name.into(),
-                sample_type: sample_type.into(),
-                sample_unit: unit.into(),
-                period_type: period.into(),
-                period_unit: period_unit.into(),
-            }
+        let typed = |name: &str, sample_type: &str, unit: &str| ProfileType {
+            name: name.into(),
+            sample_type: sample_type.into(),
+            sample_unit: unit.into(),
+            period_type: String::new(),
+            period_unit: String::new(),
         };
-        Ok(match self.units.as_str() {
-            "" | "samples" => (
-                ProfileType::cpu(),
-                1_000_000_000 / i64::from(self.sample_rate).max(1),
+        let per_sample = 1_000_000_000 / i64::from(self.sample_rate).max(1);
+        Ok(match self.suffix.as_str() {
+            "cpu" | "itimer" => (ProfileType::cpu(), per_sample),
+            "wall" => (
+                ProfileType {
+                    name: "wall".into(),
+                    sample_type: "wall".into(),
+                    ..ProfileType::cpu()
+                },
+                per_sample,
             ),
-            "objects" => (
-                typed(
-                    "memory",
-                    if average {
-                        "inuse_objects"
-                    } else {
-                        "alloc_objects"
-                    },
-                    "count",
-                    "space",
-                    "bytes",
-                ),
-                1,
-            ),
-            "bytes" => (
-                typed(
-                    "memory",
-                    if average {
-                        "inuse_space"
-                    } else {
-                        "alloc_space"
-                    },
-                    "bytes",
-                    "space",
-                    "bytes",
-                ),
-                1,
-            ),
-            "goroutines" => (
-                typed("goroutine", "goroutine", "count", "goroutine", "count"),
-                1,
-            ),
+            kind @ ("inuse_objects" | "alloc_objects") => (typed("memory", kind, "count"), 1),
+            kind @ ("inuse_space" | "alloc_space") => (typed("memory", kind, "bytes"), 1),
+            "goroutines" => (typed("goroutine", "goroutines", "count"), 1),
             other => {
                 return Err(DecodeError::Param {
-                    name: "units",
+                    name: "name",
                     reason: format!(
-                        "{other:?} is not supported: use samples, objects, bytes or goroutines"
+                        "the profile suffix {other:?} is not supported: use .cpu, .wall, .inuse_space, .inuse_objects, .alloc_space, .alloc_objects or .goroutines"
                     ),
                 });
             }
@@ -179,8 +161,8 @@ impl IngestRequest {
     }
 }
 
-/// `app.cpu{k=v,k2="v 2"}` → (`app`, tags).
-fn parse_name(name: &str) -> Result<(String, Vec<(String, String)>), DecodeError> {
+/// `app.cpu{k=v,k2="v 2"}` → (`app`, `cpu`, tags).
+fn parse_name(name: &str) -> Result<(String, String, Vec<(String, String)>), DecodeError> {
     let bad = |reason: String| DecodeError::Param {
         name: "name",
         reason,
@@ -194,10 +176,10 @@ fn parse_name(name: &str) -> Result<(String, Vec<(String, String)>), DecodeError
         }
         None => (name, ""),
     };
-    let app = SUFFIXES
+    let (app, suffix) = SUFFIXES
         .iter()
-        .find_map(|s| app.strip_suffix(s))
-        .unwrap_or(app);
+        .find_map(|s| app.strip_suffix(s).map(|app| (app, &s[1..])))
+        .unwrap_or((app, "cpu"));
     if app.is_empty() {
         return Err(bad(format!("{name:?} has no application name")));
     }
@@ -221,7 +203,7 @@ fn parse_name(name: &str) -> Result<(String, Vec<(String, String)>), DecodeError
             .unwrap_or(value);
         pairs.push((key.to_owned(), value.to_owned()));
     }
-    Ok((app.to_owned(), pairs))
+    Ok((app.to_owned(), suffix.to_owned(), pairs))
 }
 
 /// Unix seconds, as Pyroscope's clients send; larger numbers are read as

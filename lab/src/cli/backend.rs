@@ -65,8 +65,13 @@ impl BackendArgs {
 fn parse_scrape(spec: &str, interval: Duration) -> Result<ScrapeTarget> {
     let mut parts = spec.split(',');
     let first = parts.next().unwrap_or_default();
-    let Some((job, url)) = first.split_once('=').filter(|(job, url)| !job.is_empty() && url.contains("://")) else {
-        bail!("--scrape {spec}: write it as job=url[,label=value...], e.g. mythical=http://127.0.0.1:4000/metrics,service=mythical-server");
+    let Some((job, url)) = first
+        .split_once('=')
+        .filter(|(job, url)| !job.is_empty() && url.contains("://"))
+    else {
+        bail!(
+            "--scrape {spec}: write it as job=url[,label=value...], e.g. mythical=http://127.0.0.1:4000/metrics,service=mythical-server"
+        );
     };
     let labels = parts
         .map(|pair| match pair.split_once('=') {

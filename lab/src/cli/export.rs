@@ -232,7 +232,7 @@ mod tests {
         let doc: Value = yaml_serde::from_str(&text).unwrap();
         let services = doc["services"].as_object().unwrap();
         assert_eq!(services.len(), 10);
-        assert_eq!(doc["services"]["tempo"]["image"], "grafana/tempo:2.4.1");
+        assert_eq!(doc["services"]["tempo"]["image"], "grafana/tempo:3.0.3");
         assert_eq!(
             doc["services"]["grafana"]["ports"][0],
             "127.0.0.1:3000:3000"

@@ -654,7 +654,7 @@ mod tests {
 
     #[test]
     fn every_profile_type_of_each_service_is_one_click_away() {
-        let shown = r#"memory:inuse_space:bytes:space:bytes{service_name="mythical-server"}"#;
+        let shown = r#"memory:inuse_space:bytes::{service_name="mythical-server"}"#;
         let params = HashMap::from([("since".to_owned(), "1h".to_owned())]);
         let links = profile_choices(shown, &params);
         assert!(links.contains("<strong>memory in use</strong>"), "{links}");
@@ -662,9 +662,7 @@ mod tests {
         assert!(
             links.contains(&format!(
                 "/profiles?q={}&amp;since=1h",
-                html::encode(
-                    r#"memory:alloc_space:bytes:space:bytes{service_name="mythical-requester"}"#
-                )
+                html::encode(r#"memory:alloc_space:bytes::{service_name="mythical-requester"}"#)
             )),
             "{links}"
         );

@@ -448,7 +448,10 @@ impl<'a> Call<'a> {
             i64::from(status.as_u16()),
         ));
         if self.state.conventions.old_http {
-            span.set_attribute(KeyValue::new("http.status_code", i64::from(status.as_u16())));
+            span.set_attribute(KeyValue::new(
+                "http.status_code",
+                i64::from(status.as_u16()),
+            ));
         }
         if status.is_server_error() {
             span.set_attribute(KeyValue::new("error.type", status.as_u16().to_string()));

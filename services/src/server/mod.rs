@@ -81,7 +81,8 @@ impl ServerConfig {
 /// `LOGS_TARGET` is set), so the image behaves there as the original does,
 /// while the lab itself starts healthy.
 fn original_fault() -> Option<String> {
-    let in_original = env_var("TRACING_COLLECTOR_HOST").is_some() || env_var("LOGS_TARGET").is_some();
+    let in_original =
+        env_var("TRACING_COLLECTOR_HOST").is_some() || env_var("LOGS_TARGET").is_some();
     let always_succeed = match env_var("ALWAYS_SUCCEED") {
         Some(value) => value.trim().eq_ignore_ascii_case("true"),
         None => !in_original,

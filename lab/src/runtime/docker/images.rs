@@ -1,5 +1,6 @@
-//! Which image each component runs: pinned defaults (the versions
-//! intro-to-mltp uses), overridable per image by environment or by a YAML
+//! Which image each component runs: pinned defaults (releases at least as
+//! new as intro-to-mltp's, each config in `docker/` checked against its
+//! source; COMPATIBILITY.md lists what the lab calls in each), overridable per image by environment or by a YAML
 //! file, and re-rooted on a private registry as a whole.
 
 use std::collections::BTreeMap;
@@ -25,14 +26,12 @@ fn default_image(key: &str) -> String {
     match key {
         "postgres" => "postgres:14.5".into(),
         "mythical" => format!("mythical-lab/mythical:{}", env!("CARGO_PKG_VERSION")),
-        // intro-to-mltp pins v1.1.0; pyroscope.receive_http (the profiles
-        // relay) arrived in v1.5.
-        "alloy" => "grafana/alloy:v1.5.1".into(),
-        "tempo" => "grafana/tempo:2.4.1".into(),
-        "loki" => "grafana/loki:3.0.0".into(),
-        "mimir" => "grafana/mimir:2.12.0".into(),
-        "pyroscope" => "grafana/pyroscope:1.5.0".into(),
-        "grafana" => "grafana/grafana:11.0.0".into(),
+        "alloy" => "grafana/alloy:v1.18.1".into(),
+        "tempo" => "grafana/tempo:3.0.3".into(),
+        "loki" => "grafana/loki:3.7.6".into(),
+        "mimir" => "grafana/mimir:3.1.1".into(),
+        "pyroscope" => "grafana/pyroscope:2.2.1".into(),
+        "grafana" => "grafana/grafana:12.3.1".into(),
         other => unreachable!("no image key {other}"),
     }
 }
@@ -166,7 +165,7 @@ mod tests {
         .unwrap();
         let images = Images::resolve(dir.path()).unwrap();
         assert_eq!(images.get("postgres"), "registry.local/postgres:15");
-        assert_eq!(images.get("tempo"), "grafana/tempo:2.4.1");
+        assert_eq!(images.get("tempo"), "grafana/tempo:3.0.3");
         assert!(images.origin("postgres").ends_with("images.yaml"));
 
         std::fs::write(dir.path().join("images.yaml"), "postgress: x\n").unwrap();

@@ -431,7 +431,10 @@ mod tests {
     fn a_specific_publish_address_keeps_loopback_for_the_labs_own_calls() {
         let at = |address: &str| {
             let specs = specs(Backends::Lgtm, address.parse().unwrap());
-            let grafana = specs.into_iter().find(|s| s.component == "grafana").unwrap();
+            let grafana = specs
+                .into_iter()
+                .find(|s| s.component == "grafana")
+                .unwrap();
             grafana
                 .host_addresses()
                 .iter()
@@ -482,7 +485,7 @@ mod tests {
             }
         }
         let by = |name: &str| all.iter().find(|s| s.component == name).unwrap();
-        assert_eq!(by("tempo").image, "grafana/tempo:2.4.1");
+        assert_eq!(by("tempo").image, "grafana/tempo:3.0.3");
         assert_eq!(by("tempo").cmd, ["-config.file=/etc/tempo/tempo.yaml"]);
         assert_eq!(
             by("mythical-server").env["OTEL_EXPORTER_OTLP_ENDPOINT"],
