@@ -161,8 +161,11 @@ impl IngestRequest {
     }
 }
 
+/// The parts of `/ingest`'s `name`: application, profile suffix, tags.
+type NameParts = (String, String, Vec<(String, String)>);
+
 /// `app.cpu{k=v,k2="v 2"}` → (`app`, `cpu`, tags).
-fn parse_name(name: &str) -> Result<(String, String, Vec<(String, String)>), DecodeError> {
+fn parse_name(name: &str) -> Result<NameParts, DecodeError> {
     let bad = |reason: String| DecodeError::Param {
         name: "name",
         reason,
