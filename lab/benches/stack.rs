@@ -71,9 +71,13 @@ fn main() {
     );
     let up_time = started.elapsed();
     let status: Value = serde_json::from_slice(&lab(&state, &["status", "--json"]).stdout).unwrap();
-    let query = status["components"][1]["endpoints"]["query"]
-        .as_str()
+    let query = status["components"]
+        .as_array()
         .unwrap()
+        .iter()
+        .find(|c| c["name"] == "backend")
+        .and_then(|c| c["endpoints"]["query"].as_str())
+        .expect("the native lab's backend")
         .to_owned();
     let first_trace = loop {
         let out = Command::new("curl")

@@ -103,6 +103,31 @@ pub enum StatusCode {
     Error,
 }
 
+impl SpanKind {
+    /// The kind as OTLP's JSON and Tempo's span metrics spell it.
+    pub fn otlp_name(self) -> &'static str {
+        match self {
+            SpanKind::Unspecified => "SPAN_KIND_UNSPECIFIED",
+            SpanKind::Internal => "SPAN_KIND_INTERNAL",
+            SpanKind::Server => "SPAN_KIND_SERVER",
+            SpanKind::Client => "SPAN_KIND_CLIENT",
+            SpanKind::Producer => "SPAN_KIND_PRODUCER",
+            SpanKind::Consumer => "SPAN_KIND_CONSUMER",
+        }
+    }
+}
+
+impl StatusCode {
+    /// The code as OTLP's JSON and Tempo's span metrics spell it.
+    pub fn otlp_name(self) -> &'static str {
+        match self {
+            StatusCode::Unset => "STATUS_CODE_UNSET",
+            StatusCode::Ok => "STATUS_CODE_OK",
+            StatusCode::Error => "STATUS_CODE_ERROR",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpanEvent {
     pub time: UnixNanos,

@@ -2,7 +2,7 @@
 //! search shape) and `GET /api/traces/<id>`, `GET /api/v2/traces/<id>`
 //! (OTLP JSON as Tempo's protobuf JSON marshaller writes it).
 
-use lab_signals::{AttrValue, Attributes, Resource, Span, SpanKind, StatusCode, Trace};
+use lab_signals::{AttrValue, Attributes, Resource, Span, StatusCode, Trace};
 use serde_json::{Map, Value, json};
 
 use crate::eval::{MatchedSpan, MatchedSpanset, TraceMatch};
@@ -102,17 +102,6 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-fn kind_name(kind: SpanKind) -> &'static str {
-    match kind {
-        SpanKind::Unspecified => "SPAN_KIND_UNSPECIFIED",
-        SpanKind::Internal => "SPAN_KIND_INTERNAL",
-        SpanKind::Server => "SPAN_KIND_SERVER",
-        SpanKind::Client => "SPAN_KIND_CLIENT",
-        SpanKind::Producer => "SPAN_KIND_PRODUCER",
-        SpanKind::Consumer => "SPAN_KIND_CONSUMER",
-    }
-}
-
 fn attributes_json(attributes: &Attributes) -> Value {
     key_values(attributes.iter())
 }
@@ -125,7 +114,7 @@ fn otlp_span(span: &Span) -> Value {
         out.insert("parentSpanId".into(), base64(&parent.0).into());
     }
     out.insert("name".into(), span.name.clone().into());
-    out.insert("kind".into(), kind_name(span.kind).into());
+    out.insert("kind".into(), span.kind.otlp_name().into());
     out.insert("startTimeUnixNano".into(), span.start.to_string().into());
     out.insert("endTimeUnixNano".into(), span.end.to_string().into());
     out.insert("attributes".into(), attributes_json(&span.attributes));

@@ -20,7 +20,7 @@ use service_graph::ServiceGraph;
 use span_metrics::SpanMetrics;
 
 /// How the generator runs: Tempo's defaults, with the dimensions and
-/// external labels intro-to-mltp's `tempo.yaml` adds.
+/// external labels the lab's `tempo.yaml` gives the real one.
 #[derive(Debug, Clone)]
 pub struct GeneratorConfig {
     /// How often the series are written into the store (Tempo's
@@ -51,11 +51,14 @@ impl Default for GeneratorConfig {
             max_active_series: 50_000,
             edge_wait: Duration::from_secs(10),
             max_pending_edges: 10_000,
+            // The original's four, and `beast`, as docker/tempo/tempo.yaml
+            // configures the real generator.
             dimensions: [
                 "http.method",
                 "http.target",
                 "http.status_code",
                 "service.version",
+                "beast",
             ]
             .map(String::from)
             .to_vec(),

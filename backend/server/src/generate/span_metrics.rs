@@ -2,7 +2,7 @@
 //! name, kind and status, and the configured dimensions looked up in the
 //! resource, then the span's attributes.
 
-use lab_signals::{AttrValue, Attributes, Labels, Span, SpanKind, StatusCode, UnixMillis};
+use lab_signals::{AttrValue, Attributes, Labels, Span, UnixMillis};
 
 use super::registry::{CounterId, HistogramId, Registry, exponential_buckets, sanitize_label_name};
 
@@ -42,25 +42,6 @@ pub fn find_attribute<'a>(key: &str, sources: [&'a Attributes; 2]) -> Option<&'a
         .find_map(|attributes| attributes.get(key))
 }
 
-pub fn kind_name(kind: SpanKind) -> &'static str {
-    match kind {
-        SpanKind::Unspecified => "SPAN_KIND_UNSPECIFIED",
-        SpanKind::Internal => "SPAN_KIND_INTERNAL",
-        SpanKind::Server => "SPAN_KIND_SERVER",
-        SpanKind::Client => "SPAN_KIND_CLIENT",
-        SpanKind::Producer => "SPAN_KIND_PRODUCER",
-        SpanKind::Consumer => "SPAN_KIND_CONSUMER",
-    }
-}
-
-pub fn status_name(status: StatusCode) -> &'static str {
-    match status {
-        StatusCode::Unset => "STATUS_CODE_UNSET",
-        StatusCode::Ok => "STATUS_CODE_OK",
-        StatusCode::Error => "STATUS_CODE_ERROR",
-    }
-}
-
 impl SpanMetrics {
     pub fn new(registry: &mut Registry, dimensions: &[String]) -> SpanMetrics {
         SpanMetrics {
@@ -89,11 +70,8 @@ impl SpanMetrics {
             pairs.push(("service".to_owned(), service.to_text()));
         }
         pairs.push(("span_name".to_owned(), span.name.clone()));
-        pairs.push(("span_kind".to_owned(), kind_name(span.kind).to_owned()));
-        pairs.push((
-            "status_code".to_owned(),
-            status_name(span.status).to_owned(),
-        ));
+        pairs.push(("span_kind".to_owned(), span.kind.otlp_name().to_owned()));
+        pairs.push(("status_code".to_owned(), span.status.otlp_name().to_owned()));
         for (attribute, label) in &self.dimensions {
             if let Some(value) = find_attribute(attribute, [resource, &span.attributes]) {
                 pairs.push((label.clone(), value.to_text()));
