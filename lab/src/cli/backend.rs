@@ -102,3 +102,39 @@ pub async fn run(args: BackendArgs) -> Result<()> {
     running.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_scrape;
+
+    #[test]
+    fn a_scrape_target_takes_its_job_url_and_the_labels_after_it() {
+        let target = parse_scrape(
+            "mythical=http://127.0.0.1:4000/metrics,service=mythical-server,group=mythical",
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        assert_eq!(target.job, "mythical");
+        assert_eq!(target.url, "http://127.0.0.1:4000/metrics");
+        assert_eq!(
+            target.labels,
+            [
+                ("service".to_owned(), "mythical-server".to_owned()),
+                ("group".to_owned(), "mythical".to_owned())
+            ]
+        );
+        let plain = parse_scrape("m=http://h:1/metrics", Duration::from_secs(2)).unwrap();
+        assert!(plain.labels.is_empty());
+        for bad in [
+            "http://h:1/metrics",
+            "=http://h",
+            "m=http://h,group",
+            "m=h:1",
+        ] {
+            let err = parse_scrape(bad, Duration::from_secs(2)).unwrap_err();
+            assert!(err.to_string().contains("--scrape"), "{bad}: {err}");
+        }
+    }
+}

@@ -474,13 +474,17 @@ WHERE held.locktype = 'relation' AND held.granted AND holder.pid <> pg_backend_p
 AND held.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock') \
 ORDER BY waiting DESC";
 
-/// A leak grows the resident memory by at least this much between each
-/// of the last [`CLIMB_INTERVALS`] scrapes, at a steady pace (the smallest
-/// step at least [`STEADY`] of the largest). A program's natural growth is
-/// a jump now and then (code pages, a profiler's symbols) and flat
-/// between, or a warm-up whose steps shrink fast.
+/// A leak grows the resident memory by at least this much in each of the
+/// last [`CLIMB_INTERVALS`] intervals of [`CLIMB_STEP_SECONDS`], at a
+/// steady pace (the smallest step at least [`STEADY`] of the largest). A
+/// program's natural growth is a jump now and then (code pages, a
+/// profiler's symbols) and flat between, or a warm-up whose steps shrink
+/// fast. The intervals are fixed in time, not one per scrape, so the rule
+/// judges the same growth whatever the scrape interval (2 s, as the
+/// original's Alloy scrapes).
 const CLIMB_MIB: f64 = 2.0;
 const CLIMB_INTERVALS: usize = 2;
+const CLIMB_STEP_SECONDS: i64 = 15;
 const STEADY: f64 = 0.33;
 
 /// Memory a function of the server's own code holds, in the heap profile of
@@ -493,8 +497,9 @@ const HELD_WINDOW_SECONDS: i64 = 15;
 /// The server's resident memory climbing, scrape after scrape.
 async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diagnosis>> {
     let query = r#"process_resident_memory_bytes{service="mythical-server"}"#;
-    // The scrapes themselves: a step of a few seconds keeps each one.
-    let answer = client.promql_range(query, window, 5).await?;
+    let answer = client
+        .promql_range(query, window, CLIMB_STEP_SECONDS)
+        .await?;
     let mut samples: Vec<f64> = answer["data"]["result"][0]["values"]
         .as_array()
         .into_iter()
@@ -538,7 +543,7 @@ async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diag
         "memory-leak",
         "mythical-server",
         format!(
-            "mythical-server's resident memory climbs at every scrape ({steps_text} MiB), {growth:.0} MiB in the last minute, now {:.0} MiB: it holds memory it never frees{}",
+            "mythical-server's resident memory climbs every {CLIMB_STEP_SECONDS} s ({steps_text} MiB), {growth:.0} MiB in the last minute, now {:.0} MiB: it holds memory it never frees{}",
             mib(samples[samples.len() - 1]),
             holders
                 .first()
@@ -550,7 +555,7 @@ async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diag
                 signal: "metrics",
                 query: query.into(),
                 finding: format!(
-                    "{:.0} MiB → {:.0} MiB over the last minute; the last scrapes {steps_text} MiB",
+                    "{:.0} MiB → {:.0} MiB over the last minute; the last {CLIMB_STEP_SECONDS} s steps {steps_text} MiB",
                     mib(samples[0]),
                     mib(samples[samples.len() - 1])
                 ),
