@@ -32,16 +32,20 @@ fn endpoint(status: &Value, component: &str, name: &str) -> String {
         .to_owned()
 }
 
-async fn instant(base: &str, query: &str) -> Vec<Value> {
-    let answer: Value = reqwest::Client::new()
-        .get(format!("{base}/api/v1/query"))
-        .query(&[("query", query)])
+async fn get(base: &str, path: &str, params: &[(&str, String)]) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .query(params)
         .send()
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{base}{path}: {e}"))
         .json()
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{base}{path}: not JSON: {e}"))
+}
+
+async fn instant(base: &str, query: &str) -> Vec<Value> {
+    let answer = get(base, "/api/v1/query", &[("query", query.to_owned())]).await;
     assert_eq!(answer["status"], "success", "{base}: {query}: {answer}");
     answer["data"]["result"]
         .as_array()
@@ -131,19 +135,16 @@ async fn a_real_prometheus_scrapes_the_services_and_agrees_with_the_embedded_bac
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let exemplars: Value = reqwest::Client::new()
-        .get(format!("{prometheus_url}/api/v1/query_exemplars"))
-        .query(&[
+    let exemplars = get(
+        &prometheus_url,
+        "/api/v1/query_exemplars",
+        &[
             ("query", "mythical_request_times_bucket".to_owned()),
             ("start", (now - 60).to_string()),
             ("end", (now + 1).to_string()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     let trace_id = exemplars["data"][0]["exemplars"][0]["labels"]["traceID"]
         .as_str()
         .unwrap_or_else(|| panic!("no exemplar in Prometheus: {exemplars}"));

@@ -157,34 +157,25 @@ pub async fn start(config: BackendConfig) -> Result<RunningBackend> {
     }
     if let Some(interval) = backend.collection_interval() {
         let generating = backend.clone();
-        tasks.spawn(async move {
-            let mut every = tokio::time::interval(interval);
-            // The first tick is now: nothing has been generated yet.
-            every.tick().await;
-            loop {
-                every.tick().await;
-                let backend = generating.clone();
-                match tokio::task::spawn_blocking(move || backend.collect_generated()).await {
-                    Ok(Err(err)) => tracing::error!("writing the generated series failed: {err}"),
-                    Err(err) => tracing::error!("collecting the generated series panicked: {err}"),
-                    Ok(Ok(_)) => {}
-                }
-            }
-        });
+        every(
+            &mut tasks,
+            interval,
+            "collecting the generated series",
+            move || {
+                generating
+                    .collect_generated()
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+        );
     }
     let maintained = backend.clone();
-    tasks.spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            every.tick().await;
-            let backend = maintained.clone();
-            match tokio::task::spawn_blocking(move || backend.maintain()).await {
-                Ok(Err(err)) => tracing::error!("writing the backend's log failed: {err}"),
-                Err(err) => tracing::error!("backend maintenance panicked: {err}"),
-                Ok(Ok(())) => {}
-            }
-        }
-    });
+    every(
+        &mut tasks,
+        Duration::from_secs(1),
+        "writing the backend's log",
+        move || maintained.maintain().map_err(|e| e.to_string()),
+    );
 
     Ok(RunningBackend {
         backend,
@@ -206,4 +197,29 @@ async fn serve(
             let _ = stop.wait_for(|stopped| *stopped).await;
         })
         .await;
+}
+
+/// Runs `job` on the blocking pool every `interval` (the first time one
+/// interval from now), logging a failure or a panic as `what` failing.
+fn every(
+    tasks: &mut tokio::task::JoinSet<()>,
+    interval: Duration,
+    what: &'static str,
+    job: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+) {
+    let job = Arc::new(job);
+    tasks.spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        // The first tick is now: there is nothing to do yet.
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let job = job.clone();
+            match tokio::task::spawn_blocking(move || job()).await {
+                Ok(Err(err)) => tracing::error!("{what} failed: {err}"),
+                Err(err) => tracing::error!("{what} panicked: {err}"),
+                Ok(Ok(())) => {}
+            }
+        }
+    });
 }
