@@ -4,25 +4,19 @@
 //! with timestamps spread over the last hour, the reference scenario
 //! running, then every page asked `BENCH_REQUESTS` times (default 200),
 //! one request at a time. Prints p50/p99 per page against the goal of
-//! p99 ≤ 100 ms.
+//! p99 ≤ 100 ms: its section of BENCHMARKS.md (and writes it under
+//! `BENCH_RESULTS` when set, for `scripts/bench`).
 //!
 //!     cargo bench -p lab --bench console
 
 use std::time::{Duration, Instant};
 
-use lab_testkit::{Down, LabCli};
+use lab_testkit::{Down, Goal, LabCli, Section, thousands};
 use serde_json::{Value, json};
 
 const HOUR_SECS: i64 = 3600;
-/// The history's pace (`BENCH_TRACES_PER_SECOND`): the native lab's
-/// backend keeps 32 MiB, and an hour at this pace (with its logs and
-/// metrics) is what fits; the oldest data is evicted past that.
-fn traces_per_second() -> i64 {
-    std::env::var("BENCH_TRACES_PER_SECOND")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(3)
-}
+/// The goal for every page.
+const GOAL: Duration = Duration::from_millis(100);
 const BEASTS: [&str; 5] = ["unicorn", "manticore", "illithid", "owlbear", "beholder"];
 /// `mythical_request_times`' bucket bounds (ms).
 const BOUNDS: [f64; 11] = [
@@ -153,15 +147,14 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) {
 }
 
 /// Sends the last hour's traces, logs and request histograms, oldest
-/// first, a minute per batch.
-async fn load_history(otlp: &str) -> (usize, usize) {
+/// first, a minute per batch, at `pace` traces a second.
+async fn load_history(otlp: &str, pace: i64) -> (usize, usize) {
     let http = reqwest::Client::new();
     let mut draw = Draw(0x5eed_cafe_f00d_1234);
     let start = now_nanos() - HOUR_SECS * 1_000_000_000;
     let (mut traces, mut lines) = (0, 0);
     // Cumulative counts per (beast, method, status): count and buckets.
     let mut counts: std::collections::BTreeMap<(String, &str, i64), Histogram> = Default::default();
-    let pace = traces_per_second();
     for minute in 0..60 {
         let (mut requester, mut server, mut logs) = (Vec::new(), Vec::new(), Vec::new());
         // Four scrapes a minute, as the lab's scraper does.
@@ -321,10 +314,12 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
-    let requests: usize = std::env::var("BENCH_REQUESTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200);
+    let mut section = Section::new("console");
+    let requests: usize = section.setting("BENCH_REQUESTS", 200);
+    // The history's pace: the native lab's backend keeps 32 MiB, and an
+    // hour at this pace (with its logs and metrics) is what fits; the
+    // oldest data is evicted past that.
+    let pace: i64 = section.setting("BENCH_TRACES_PER_SECOND", 3);
     let dir = tempfile::tempdir().unwrap();
     let lab = LabCli::new(env!("CARGO_BIN_EXE_lab"), dir.path().join("state"));
     let _down = Down(&lab);
@@ -334,30 +329,25 @@ async fn main() {
         .as_str()
         .expect("the console's URL in `lab status --json`")
         .to_owned();
-    let otlp = status["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "backend")
-        .and_then(|c| c["endpoints"]["otlp_http"].as_str())
-        .expect("the backend's OTLP/HTTP endpoint")
-        .to_owned();
+    let backend = |endpoint: &str| {
+        status["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "backend")
+            .and_then(|c| c["endpoints"][endpoint].as_str())
+            .unwrap_or_else(|| panic!("the backend's {endpoint} endpoint"))
+            .to_owned()
+    };
+    let (otlp, query) = (backend("otlp_http"), backend("query"));
 
     let loading = Instant::now();
-    let (traces, lines) = load_history(&otlp).await;
+    let (traces, lines) = load_history(&otlp, pace).await;
+    let load_seconds = loading.elapsed().as_secs_f64();
     eprintln!(
-        "loaded an hour: {traces} traces ({} spans), {lines} log lines, request histograms every 15 s, in {:.1} s",
+        "loaded an hour: {traces} traces ({} spans), {lines} log lines, request histograms every 15 s, in {load_seconds:.1} s",
         traces * 3,
-        loading.elapsed().as_secs_f64()
     );
-    let query = status["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "backend")
-        .and_then(|c| c["endpoints"]["query"].as_str())
-        .expect("the backend's query endpoint")
-        .to_owned();
     check_history(&query).await;
     lab.ok(&["scenario", "start", "null-name"]);
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -379,28 +369,29 @@ async fn main() {
             .to_owned()
     };
     let pages = [
-        "/".to_owned(),
-        "/scenarios".to_owned(),
-        "/guide".to_owned(),
-        "/traces".to_owned(),
-        "/traces?since=1h".to_owned(),
-        format!("/trace/{trace_id}"),
-        "/logs".to_owned(),
-        "/logs?since=1h".to_owned(),
-        "/metrics".to_owned(),
-        "/metrics?since=1h".to_owned(),
-        "/profiles".to_owned(),
-        "/diagnose".to_owned(),
-        "/diagnose?fresh=1".to_owned(),
+        ("/".to_owned(), " (lab: health, traffic, faults)"),
+        ("/scenarios".to_owned(), ""),
+        ("/guide".to_owned(), ""),
+        ("/traces".to_owned(), " (15 min)"),
+        ("/traces?since=1h".to_owned(), ""),
+        (format!("/trace/{trace_id}"), ""),
+        ("/logs".to_owned(), " (15 min)"),
+        ("/logs?since=1h".to_owned(), ""),
+        ("/metrics".to_owned(), " (RED charts, 15 min)"),
+        ("/metrics?since=1h".to_owned(), ""),
+        ("/profiles".to_owned(), " (flame graph)"),
+        ("/diagnose".to_owned(), " (reused for 5 s)"),
+        ("/diagnose?fresh=1".to_owned(), ""),
     ];
-    println!(
-        "console pages, {requests} requests each, one at a time, an hour of data + live traffic with null-name on"
-    );
-    println!(
-        "{:<36} {:>8} {:>8} {:>8} {:>8}  goal p99 <= 100 ms",
-        "page", "p50 ms", "p99 ms", "max ms", "KiB"
-    );
-    for page in &pages {
+    section.paragraph(format!(
+        "A native lab (release build), its embedded backend loaded with the last hour over OTLP/HTTP: {} traces ({} spans), {} log lines and the request histograms every 15 s, in {load_seconds:.1} s; then the reference scenario (null-name) on for 20 s with live traffic. Each page asked {requests} times, one at a time.",
+        thousands(traces as u64),
+        thousands(traces as u64 * 3),
+        thousands(lines as u64)
+    ));
+    section.table(&["page", "p50 ms", "p99 ms", "max ms", "KiB"]);
+    let mut over = Vec::new();
+    for (page, note) in &pages {
         let mut times = Vec::with_capacity(requests);
         let mut size = 0;
         for _ in 0..requests {
@@ -414,19 +405,33 @@ async fn main() {
         }
         times.sort();
         let p99 = percentile(&times, 0.99);
-        println!(
-            "{:<36} {:>8} {:>8} {:>8} {:>8}  {}",
-            page,
+        // The trace's id changes from run to run; the page's shape does not.
+        let shown = if page.starts_with("/trace/") {
+            "/trace/<id>"
+        } else {
+            page.as_str()
+        };
+        section.row([
+            format!("`{shown}`{note}"),
             ms(percentile(&times, 0.50)),
             ms(p99),
             ms(*times.last().unwrap()),
-            size / 1024,
-            if p99 <= Duration::from_millis(100) {
-                "met"
-            } else {
-                "NOT met"
-            }
-        );
+            (size / 1024).to_string(),
+        ]);
+        if p99 > GOAL {
+            over.push(format!("`{shown}` {} ms", ms(p99)));
+        }
     }
     lab.ok(&["scenario", "stop"]);
+    let met = pages.len() - over.len();
+    section.goals(&[Goal::new(
+        format!("p99 ≤ {} ms on every page", GOAL.as_millis()),
+        over.is_empty(),
+        if over.is_empty() {
+            format!("all {met}")
+        } else {
+            format!("{met} of {}; over: {}", pages.len(), over.join(", "))
+        },
+    )]);
+    section.finish();
 }

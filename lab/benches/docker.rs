@@ -1,6 +1,8 @@
 //! The docker runtime with its images present: `lab up` to healthy, first
 //! trace queryable, injection to a correct diagnosis, `lab down`, and the
-//! memory the containers are limited to and actually use.
+//! memory each container is limited to and actually uses. Prints its
+//! section of BENCHMARKS.md (and writes it under `BENCH_RESULTS` when set,
+//! for `scripts/bench`).
 //!
 //! cargo bench -p lab --bench docker   (ROUNDS sets the number of up/down rounds, default 3)
 //!
@@ -10,54 +12,44 @@
 //! the full stack.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use lab_testkit::{Down, LabCli, Section};
 use serde_json::Value;
-
-fn lab(state: &Path, args: &[&str], images: &(String, String)) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lab"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .env("MYTHICAL_LAB_IMAGE_MYTHICAL", &images.0)
-        .env("MYTHICAL_LAB_IMAGE_POSTGRES", &images.1)
-        .output()
-        .unwrap()
-}
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
 
-/// The containers' memory use now, from the engine's stats, MiB.
-async fn used_mib(docker: &bollard::Docker, containers: &[String]) -> f64 {
+/// A container's memory use now, from the engine's stats, MiB.
+async fn used_mib(docker: &bollard::Docker, container: &str) -> f64 {
     use futures_util::StreamExt;
-    let mut total = 0.0;
-    for name in containers {
-        let mut stats = docker.stats(
-            name,
-            Some(bollard::query_parameters::StatsOptions {
-                stream: false,
-                one_shot: true,
-            }),
-        );
-        if let Some(Ok(s)) = stats.next().await {
-            let usage = s.memory_stats.and_then(|m| m.usage).unwrap_or(0);
-            total += usage as f64 / 1024.0 / 1024.0;
-        }
+    let mut stats = docker.stats(
+        container,
+        Some(bollard::query_parameters::StatsOptions {
+            stream: false,
+            one_shot: true,
+        }),
+    );
+    match stats.next().await {
+        Some(Ok(s)) => s.memory_stats.and_then(|m| m.usage).unwrap_or(0) as f64 / 1024.0 / 1024.0,
+        _ => 0.0,
     }
-    total
+}
+
+/// A container of the lab: its component, its name and its limit.
+struct Container {
+    component: String,
+    name: String,
+    limit_mib: u64,
 }
 
 #[tokio::main]
 async fn main() {
-    let rounds: usize = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
-    let backends = std::env::var("BACKENDS").unwrap_or_else(|_| "embedded".into());
+    let mut section = Section::new("docker");
+    let rounds: usize = section.setting("ROUNDS", 3);
+    let backends: String = section.setting("BACKENDS", "embedded".to_owned());
     let built = Instant::now();
     let mythical = lab_testkit::build_lab_image(Path::new(env!("CARGO_BIN_EXE_lab")))
         .await
@@ -65,11 +57,8 @@ async fn main() {
     let postgres = lab_testkit::build_postgres_image(&lab_testkit::find_bindir().unwrap())
         .await
         .unwrap();
-    let images = (mythical.to_owned(), postgres.to_owned());
-    println!(
-        "test images built in {:.1} s",
-        built.elapsed().as_secs_f64()
-    );
+    let image_seconds = built.elapsed().as_secs_f64();
+    eprintln!("test images built in {image_seconds:.1} s");
     let docker = bollard::Docker::connect_with_local_defaults()
         .unwrap()
         .negotiate_version()
@@ -77,28 +66,20 @@ async fn main() {
         .unwrap();
 
     let (mut ups, mut firsts, mut diagnoses, mut downs) = (vec![], vec![], vec![], vec![]);
-    let (mut limit, mut used) = (0u64, 0.0);
+    let mut containers: Vec<Container> = Vec::new();
+    let mut used: Vec<f64> = Vec::new();
     for round in 0..rounds {
         let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("lab");
+        let lab = LabCli::new(env!("CARGO_BIN_EXE_lab"), dir.path().join("lab"))
+            .with_env("MYTHICAL_LAB_IMAGE_MYTHICAL", mythical)
+            .with_env("MYTHICAL_LAB_IMAGE_POSTGRES", postgres);
+        // Down even when a round fails, so no container outlives the bench.
+        let down = Down(&lab);
         let started = Instant::now();
-        let out = lab(
-            &state,
-            &["up", "--runtime", "docker", "--backends", &backends],
-            &images,
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        lab.ok(&["up", "--runtime", "docker", "--backends", &backends]);
         ups.push(started.elapsed().as_secs_f64());
         loop {
-            let found = lab(
-                &state,
-                &["query", "traceql", "{ }", "--since", "5m", "--json"],
-                &images,
-            );
+            let found = lab.run(&["query", "traceql", "{ }", "--since", "5m", "--json"]);
             let answer: Value = serde_json::from_slice(&found.stdout).unwrap_or(Value::Null);
             if answer["traces"].as_array().is_some_and(|t| !t.is_empty()) {
                 break;
@@ -108,29 +89,30 @@ async fn main() {
         }
         firsts.push(started.elapsed().as_secs_f64());
 
-        let status: Value =
-            serde_json::from_slice(&lab(&state, &["status", "--json"], &images).stdout).unwrap();
-        limit = status["memory_limit_mib"].as_u64().unwrap();
-        let containers: Vec<String> = status["components"]
+        let status: Value = serde_json::from_str(&lab.ok(&["status", "--json"])).unwrap();
+        containers = status["components"]
             .as_array()
-            .unwrap()
+            .expect("components in `lab status --json`")
             .iter()
-            .map(|c| c["container"].as_str().unwrap().to_owned())
+            .map(|c| Container {
+                component: c["name"].as_str().unwrap().to_owned(),
+                name: c["container"].as_str().expect("a container").to_owned(),
+                limit_mib: c["memory_mib"].as_u64().expect("a memory limit"),
+            })
             .collect();
         if round == rounds - 1 {
             // After a minute of the original's traffic.
             tokio::time::sleep(Duration::from_secs(60)).await;
-            used = used_mib(&docker, &containers).await;
+            used.clear();
+            for container in &containers {
+                used.push(used_mib(&docker, &container.name).await);
+            }
         }
 
         let injected = Instant::now();
-        lab(
-            &state,
-            &["fault", "inject", "null-name", "--rate", "1"],
-            &images,
-        );
+        lab.ok(&["fault", "inject", "null-name", "--rate", "1"]);
         loop {
-            let out = lab(&state, &["diagnose", "--json"], &images);
+            let out = lab.run(&["diagnose", "--json"]);
             let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
             if report["root_cause"]["id"] == "null-name" {
                 break;
@@ -141,18 +123,52 @@ async fn main() {
         diagnoses.push(injected.elapsed().as_secs_f64());
 
         let stopping = Instant::now();
-        let out = lab(&state, &["down", "--volumes"], &images);
-        assert!(out.status.success());
+        lab.ok(&["down", "--volumes"]);
         downs.push(stopping.elapsed().as_secs_f64());
+        drop(down);
     }
-    println!("docker runtime, {backends} backends, {rounds} rounds (medians):");
-    println!("  lab up to healthy           {:.2} s", median(ups));
-    println!(
-        "  first trace queryable       {:.2} s after up began",
-        median(firsts)
-    );
-    println!("  inject -> right diagnosis   {:.2} s", median(diagnoses));
-    println!("  lab down --volumes          {:.2} s", median(downs));
-    println!("  memory limits, all containers  {limit} MiB");
-    println!("  memory used after 1 min        {used:.1} MiB");
+
+    let count = containers.len();
+    section.paragraph(format!(
+        "The release `lab` binary against the machine's Docker engine, {backends} backends, {count} containers, a fresh state folder per round, medians of {rounds} rounds; the tests' images built through the engine first ({image_seconds:.1} s)."
+    ));
+    section.table(&["what", "result"]);
+    section.row([
+        format!("`lab up --runtime docker --backends {backends}` to every container healthy"),
+        format!("{:.2} s", median(ups)),
+    ]);
+    section.row([
+        "`lab up` to the first trace queryable".to_owned(),
+        format!("{:.2} s", median(firsts)),
+    ]);
+    section.row([
+        "`lab fault inject null-name` to `lab diagnose` naming it".to_owned(),
+        format!("{:.2} s", median(diagnoses)),
+    ]);
+    section.row([
+        "`lab down --volumes` (containers, network, volumes gone)".to_owned(),
+        format!("{:.2} s", median(downs)),
+    ]);
+    section.table(&[
+        "container",
+        "memory limit MiB",
+        "used after a minute of traffic MiB (engine stats, page cache included)",
+    ]);
+    for (container, used) in containers.iter().zip(&used) {
+        section.row([
+            container.component.clone(),
+            container.limit_mib.to_string(),
+            format!("{used:.1}"),
+        ]);
+    }
+    section.row([
+        format!("all {count}"),
+        containers
+            .iter()
+            .map(|c| c.limit_mib)
+            .sum::<u64>()
+            .to_string(),
+        format!("{:.1}", used.iter().sum::<f64>()),
+    ]);
+    section.finish();
 }

@@ -1,22 +1,17 @@
 //! The native lab as a newcomer meets it: `lab up` to the first trace
 //! queryable, injection to a correct diagnosis, and the memory of every
-//! process after a stretch of the original's traffic.
+//! process the lab runs (each component of `lab status`, and the console)
+//! after a stretch of the original's traffic. Prints its section of
+//! BENCHMARKS.md (and writes it under `BENCH_RESULTS` when set, for
+//! `scripts/bench`).
 //!
-//! cargo bench -p lab --bench stack   (BENCH_MINUTES sets the stretch, default 10)
+//! cargo bench -p lab --bench stack   (BENCH_MINUTES sets the stretch, default 10; needs curl)
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use lab_testkit::{Down, Goal, LabCli, Section};
 use serde_json::Value;
-
-fn lab(state: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lab"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// Proportional set size in kB of `pid` and, for Postgres, its children:
 /// shared memory counted once across them, not once per process as RSS
@@ -55,25 +50,20 @@ fn pss_kb(pid: u32, with_children: bool) -> u64 {
 }
 
 fn main() {
-    let minutes: u64 = std::env::var("BENCH_MINUTES")
-        .ok()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(10);
+    let mut section = Section::new("stack");
+    let minutes: u64 = section.setting("BENCH_MINUTES", 10);
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("bench");
+    let lab = LabCli::new(env!("CARGO_BIN_EXE_lab"), dir.path().join("bench"));
+    let _down = Down(&lab);
 
     let started = Instant::now();
-    let up = lab(&state, &["up"]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    lab.ok(&["up"]);
     let up_time = started.elapsed();
-    let status: Value = serde_json::from_slice(&lab(&state, &["status", "--json"]).stdout).unwrap();
-    let query = status["components"]
+    let status: Value = serde_json::from_str(&lab.ok(&["status", "--json"])).unwrap();
+    let components = status["components"]
         .as_array()
-        .unwrap()
+        .expect("components in `lab status --json`");
+    let query = components
         .iter()
         .find(|c| c["name"] == "backend")
         .and_then(|c| c["endpoints"]["query"].as_str())
@@ -83,7 +73,7 @@ fn main() {
         let out = Command::new("curl")
             .args(["-fsS", &format!("{query}/api/search?q=%7B%7D&limit=1")])
             .output()
-            .unwrap();
+            .expect("curl runs");
         let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         if answer["traces"].as_array().is_some_and(|t| !t.is_empty()) {
             break started.elapsed();
@@ -94,46 +84,39 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    println!(
-        "| `lab up` (fresh state folder, initdb included) | {:.2} s |",
-        up_time.as_secs_f64()
-    );
-    println!(
-        "| `lab up` to the first trace queryable | {:.2} s |",
+
+    eprintln!(
+        "up in {:.2} s, first trace at {:.2} s; {minutes} min of traffic before the memory is read",
+        up_time.as_secs_f64(),
         first_trace.as_secs_f64()
     );
 
-    std::thread::sleep(Duration::from_secs(minutes * 60));
-    let mut total = 0;
-    for component in status["components"].as_array().unwrap() {
-        let pid = component["pid"].as_u64().unwrap() as u32;
-        let name = component["name"].as_str().unwrap();
-        let kb = pss_kb(pid, name == "postgres");
-        total += kb;
-        println!(
-            "| memory (PSS) after {minutes} min of traffic: {name}{} | {:.1} MB |",
-            if name == "postgres" {
-                " (with its backends)"
-            } else {
-                ""
-            },
-            kb as f64 / 1024.0
-        );
+    // Every process `lab up` started: the stack's components, each by its
+    // pid in `lab status`, and the console beside them.
+    let mut processes: Vec<(String, u32)> = components
+        .iter()
+        .map(|c| {
+            let name = c["name"].as_str().expect("a component's name");
+            let pid = c["pid"].as_u64().expect("a native component's pid") as u32;
+            (name.to_owned(), pid)
+        })
+        .collect();
+    if let Some(pid) = console_pid(&lab.state) {
+        processes.push(("console".to_owned(), pid));
     }
-    println!(
-        "| memory (PSS) after {minutes} min of traffic: total | {:.1} MB |",
-        total as f64 / 1024.0
-    );
+
+    std::thread::sleep(Duration::from_secs(minutes * 60));
+    let memory: Vec<(String, u64)> = processes
+        .iter()
+        .map(|(name, pid)| (name.clone(), pss_kb(*pid, name == "postgres")))
+        .collect();
+    let total_kb: u64 = memory.iter().map(|(_, kb)| kb).sum();
 
     let injected = Instant::now();
-    assert!(
-        lab(&state, &["fault", "inject", "null-name", "--rate", "1"])
-            .status
-            .success()
-    );
+    lab.ok(&["fault", "inject", "null-name", "--rate", "1"]);
     loop {
-        let report: Value = serde_json::from_slice(&lab(&state, &["diagnose", "--json"]).stdout)
-            .unwrap_or(Value::Null);
+        let report: Value =
+            serde_json::from_slice(&lab.run(&["diagnose", "--json"]).stdout).unwrap_or(Value::Null);
         if report["root_cause"]["id"] == "null-name" {
             break;
         }
@@ -143,9 +126,65 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!(
-        "| `lab fault inject null-name` to `lab diagnose` naming it | {:.2} s |",
-        injected.elapsed().as_secs_f64()
-    );
-    let _ = lab(&state, &["down", "--volumes"]);
+    let diagnosis = injected.elapsed();
+
+    section.paragraph(format!(
+        "The release `lab` binary, a fresh state folder, the original's traffic; memory as PSS after {minutes} min of it, for the {} components of `lab status` and the console.",
+        components.len()
+    ));
+    section.table(&["what", "result"]);
+    section.row([
+        "`lab up` (fresh state folder, initdb included)".to_owned(),
+        format!("{:.2} s", up_time.as_secs_f64()),
+    ]);
+    section.row([
+        "`lab up` to the first trace queryable".to_owned(),
+        format!("{:.2} s", first_trace.as_secs_f64()),
+    ]);
+    section.row([
+        "`lab fault inject null-name` to `lab diagnose` naming it".to_owned(),
+        format!("{:.2} s", diagnosis.as_secs_f64()),
+    ]);
+    section.table(&[&format!("PSS after {minutes} min of traffic"), "MB"]);
+    for (name, kb) in &memory {
+        let label = match name.as_str() {
+            "postgres" => "postgres (with its backends)".to_owned(),
+            "console" => "console (`lab console serve`)".to_owned(),
+            other => other.to_owned(),
+        };
+        section.row([label, mb(*kb)]);
+    }
+    section.row([format!("total, {} processes", memory.len()), mb(total_kb)]);
+
+    let total_mb = total_kb as f64 / 1024.0;
+    section.goals(&[
+        Goal::new(
+            "up to the first trace ≤ 3 s",
+            first_trace <= Duration::from_secs(3),
+            format!("{:.2} s", first_trace.as_secs_f64()),
+        ),
+        Goal::new(
+            "inject → correct diagnosis ≤ 10 s",
+            diagnosis <= Duration::from_secs(10),
+            format!("{:.2} s", diagnosis.as_secs_f64()),
+        ),
+        Goal::new(
+            "the whole lab ≤ 150 MB",
+            total_mb <= 150.0,
+            format!("{total_mb:.1} MB"),
+        ),
+    ]);
+    section.finish();
+}
+
+fn mb(kb: u64) -> String {
+    format!("{:.1}", kb as f64 / 1024.0)
+}
+
+/// The console's pid, as `lab up` records it in the state folder
+/// (`console.json`), when it started.
+fn console_pid(state: &std::path::Path) -> Option<u32> {
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("console.json")).ok()?).ok()?;
+    record["pid"].as_u64().map(|p| p as u32)
 }

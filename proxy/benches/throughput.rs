@@ -1,7 +1,8 @@
 //! What the proxy costs with no toxics: echo throughput for a large
 //! transfer, and the latency it adds to small ping-pong round trips, each
 //! measured through the proxy and on a direct connection to the same echo
-//! server. Prints a Markdown table for BENCHMARKS.md.
+//! server. Prints its section of BENCHMARKS.md (and writes it under
+//! `BENCH_RESULTS` when set, for `scripts/bench`).
 //!
 //! cargo bench -p lab-proxy --bench throughput
 //! (`BENCH_MIB` sets the transfer, 256 by default; `BENCH_ROUND_TRIPS` the
@@ -10,6 +11,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use lab_testkit::{Section, thousands};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -17,8 +19,9 @@ const BLOCK: usize = 64 * 1024;
 const PING: usize = 64;
 
 fn main() {
-    let mib: usize = env_number("BENCH_MIB", 256);
-    let round_trips: usize = env_number("BENCH_ROUND_TRIPS", 10_000);
+    let mut section = Section::new("proxy");
+    let mib: usize = section.setting("BENCH_MIB", 256);
+    let round_trips: usize = section.setting("BENCH_ROUND_TRIPS", 10_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,25 +43,34 @@ fn main() {
         let direct = ping_pong(echo, round_trips).await;
         let proxied = ping_pong(proxy.listen, round_trips).await;
 
-        println!("| path | echo {mib} MiB, MiB/s | {PING}-byte round trip p50 µs | p99 µs |");
-        println!("|---|---|---|---|");
-        println!(
-            "| direct | {direct_mib_s:.0} | {:.1} | {:.1} |",
-            micros(direct.p50),
-            micros(direct.p99)
-        );
-        println!(
-            "| through lab-proxy | {proxied_mib_s:.0} | {:.1} | {:.1} |",
-            micros(proxied.p50),
-            micros(proxied.p99)
-        );
-        println!(
-            "\nadded by the proxy per round trip: p50 {:+.1} µs, p99 {:+.1} µs; \
-             throughput {:.0}% of direct ({round_trips} round trips)",
+        section.paragraph(format!(
+            "An echo server on loopback, no toxics: {mib} MiB sent and read back at once (the better of two runs), then {} round trips of {PING} bytes on one connection.",
+            thousands(round_trips as u64)
+        ));
+        let heading = format!("echo {mib} MiB, MiB/s");
+        section.table(&[
+            "path",
+            &heading,
+            &format!("{PING}-byte round trip p50 µs"),
+            "p99 µs",
+        ]);
+        for (path, mib_s, times) in [
+            ("direct", direct_mib_s, &direct),
+            ("through lab-proxy", proxied_mib_s, &proxied),
+        ] {
+            section.row([
+                path.to_owned(),
+                format!("{mib_s:.0}"),
+                format!("{:.1}", micros(times.p50)),
+                format!("{:.1}", micros(times.p99)),
+            ]);
+        }
+        section.paragraph(format!(
+            "Added by the proxy per round trip: p50 {:+.1} µs, p99 {:+.1} µs; its throughput is {:.0}% of direct.",
             micros(proxied.p50) - micros(direct.p50),
             micros(proxied.p99) - micros(direct.p99),
             100.0 * proxied_mib_s / direct_mib_s
-        );
+        ));
         let counters = proxy.counters();
         println!(
             "proxy counters: {} connections, {} MiB up, {} MiB down",
@@ -68,6 +80,7 @@ fn main() {
         );
         proxy.shutdown().await;
     });
+    section.finish();
 }
 
 /// Sends `mib` MiB through an echo and reads it all back, both at once;
@@ -158,11 +171,4 @@ async fn echo_server() -> SocketAddr {
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }

@@ -1,15 +1,19 @@
 //! Load on mythical-server: req/s and latency for GET and POST at
 //! concurrency 1, 16 and 64 with `wrk`, telemetry export on and off, the
 //! server's RSS, and `pgbench` running the same single-row INSERT as the
-//! ceiling for POST. Prints a Markdown table for BENCHMARKS.md.
+//! ceiling for POST; the ratios and the goals judged from those figures.
+//! Prints its section of BENCHMARKS.md (and writes it under
+//! `BENCH_RESULTS` when set, for `scripts/bench`).
 //!
 //! cargo bench -p mythical-services --bench server_load
-//! (needs `wrk` and `pgbench`; `BENCH_SECONDS` sets each run's length)
+//! (needs `wrk`, `pgbench` and `curl`; `BENCH_SECONDS` sets each run's
+//! length, `BENCH_ROUNDS` the rounds, `BENCH_FSYNC=off` a Postgres without
+//! disk flushes)
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use lab_testkit::{OtlpReceiver, TestPostgres, find_bindir, free_port};
+use lab_testkit::{Goal, OtlpReceiver, Section, TestPostgres, find_bindir, free_port, thousands};
 
 const POST_SCRIPT: &str = r#"
 local threads = 0
@@ -35,18 +39,36 @@ struct Run {
     non_2xx: u64,
 }
 
+/// One server's median run at one method and concurrency.
+struct Measured {
+    telemetry: &'static str,
+    method: &'static str,
+    concurrency: u32,
+    run: Run,
+    rss_mb: f64,
+    peak_mb: f64,
+}
+
+const CONCURRENCIES: [u32; 3] = [1, 16, 64];
+
 fn main() {
-    let seconds: u64 = env_number("BENCH_SECONDS", 10);
-    let rounds: usize = env_number("BENCH_ROUNDS", 3);
+    let mut section = Section::new("server_load");
+    let seconds: u64 = section.setting("BENCH_SECONDS", 10);
+    let rounds: usize = section.setting("BENCH_ROUNDS", 3);
+    // A default Postgres (fsync on), as the lab runs it; BENCH_FSYNC=off
+    // measures the CPU-bound case instead.
+    let fsync: String = section.setting("BENCH_FSYNC", "on".to_owned());
+    assert!(
+        fsync == "on" || fsync == "off",
+        "BENCH_FSYNC is on or off, not {fsync:?}"
+    );
+    let durable = fsync == "on";
     require("wrk", "install it with `apt-get install wrk`");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    // A default Postgres (fsync on), as the lab runs it; BENCH_FSYNC=off
-    // measures the CPU-bound case instead.
-    let durable = std::env::var("BENCH_FSYNC").as_deref() != Ok("off");
     let pg = if durable {
         TestPostgres::start_durable()
     } else {
@@ -66,17 +88,21 @@ fn main() {
     pg.psql("INSERT INTO unicorn (name) SELECT 'seed_' || g FROM generate_series(1, 10) g")
         .unwrap();
 
-    println!(
-        "Postgres fsync {}; median of {rounds} alternating rounds of {seconds} s each.",
-        if durable { "on" } else { "off" }
-    );
-    println!();
-    println!(
-        "| telemetry | method | concurrency | req/s | p50 ms | p99 ms | non-2xx | server RSS MB (peak) |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    let mut summary = Vec::new();
-    for concurrency in [1u32, 16, 64] {
+    section.paragraph(format!(
+        "Postgres fsync {fsync}; each figure is the median of {rounds} alternating rounds of {seconds} s."
+    ));
+    section.table(&[
+        "telemetry",
+        "method",
+        "concurrency",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "non-2xx",
+        "server RSS MB (peak)",
+    ]);
+    let mut measured: Vec<Measured> = Vec::new();
+    for concurrency in CONCURRENCIES {
         for method in ["GET", "POST"] {
             let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
             for round in 0..rounds {
@@ -98,12 +124,39 @@ fn main() {
                 }
             }
             let [off_runs, on_runs] = runs;
-            let (off_run, on_run) = (median(off_runs), median(on_runs));
-            report("off", method, concurrency, &off_run, &off.0);
-            report("on", method, concurrency, &on_run, &on.0);
-            summary.push((method, concurrency, off_run.rps, on_run.rps));
+            for (telemetry, runs, server) in [("off", off_runs, &off), ("on", on_runs, &on)] {
+                let (rss_mb, peak_mb) = rss_mb(server.0.id());
+                let m = Measured {
+                    telemetry,
+                    method,
+                    concurrency,
+                    run: median(runs),
+                    rss_mb,
+                    peak_mb,
+                };
+                section.row([
+                    m.telemetry.to_owned(),
+                    m.method.to_owned(),
+                    m.concurrency.to_string(),
+                    format!("{:.0}", m.run.rps),
+                    format!("{:.2}", m.run.p50_ms),
+                    format!("{:.2}", m.run.p99_ms),
+                    m.run.non_2xx.to_string(),
+                    format!("{:.1} ({:.1})", m.rss_mb, m.peak_mb),
+                ]);
+                measured.push(m);
+            }
         }
     }
+    let find = |telemetry: &str, method: &str, concurrency: u32| {
+        measured
+            .iter()
+            .find(|m| {
+                m.telemetry == telemetry && m.method == method && m.concurrency == concurrency
+            })
+            .expect("every combination measured")
+    };
+
     // A collector that is not there: export fails every time; requests must
     // not slow down and memory must stay bounded.
     let dead_endpoint = format!("http://127.0.0.1:{}", free_port());
@@ -114,70 +167,135 @@ fn main() {
         seconds * 2,
         None,
     );
-    println!();
-    println!(
-        "| collector | method | concurrency | req/s | p50 ms | p99 ms | server RSS MB (peak) |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    let (rss, peak) = rss_mb(dead.0.id());
-    println!(
-        "| absent (every export fails) | GET | 64 | {:.0} | {:.2} | {:.2} | {rss:.1} ({peak:.1}) |",
-        dead_run.rps, dead_run.p50_ms, dead_run.p99_ms
-    );
+    let (dead_rss, dead_peak) = rss_mb(dead.0.id());
     let _ = dead.0.kill();
     let _ = dead.0.wait();
+    let with_collector = find("on", "GET", 64);
+    section.paragraph(format!(
+        "With no collector at all (every export fails), GET at concurrency 64 for {} s: {:.0} req/s ({:.0}% of the same with a collector), p50 {:.2} ms, p99 {:.2} ms, RSS {dead_rss:.1} MB (peak {dead_peak:.1}; {:.1} with a collector).",
+        seconds * 2,
+        dead_run.rps,
+        dead_run.rps / with_collector.run.rps * 100.0,
+        dead_run.p50_ms,
+        dead_run.p99_ms,
+        with_collector.peak_mb
+    ));
 
     for server in [&mut off, &mut on] {
         let _ = server.0.kill();
         let _ = server.0.wait();
     }
 
-    println!();
-    println!("| pgbench INSERT concurrency | tps | avg latency ms |");
-    println!("|---|---|---|");
+    section.paragraph(
+        "The ceiling for POST, `pgbench -M prepared` running the same single-row INSERT on the same Postgres:",
+    );
+    section.table(&["pgbench INSERT concurrency", "tps", "avg latency ms"]);
     let mut ceilings = Vec::new();
-    for concurrency in [1u32, 16, 64] {
+    for concurrency in CONCURRENCIES {
         pg.psql("TRUNCATE owlbear").unwrap();
         let (tps, latency) = pgbench(&pg, concurrency, seconds);
-        println!("| {concurrency} | {tps:.0} | {latency:.2} |");
+        section.row([
+            concurrency.to_string(),
+            format!("{tps:.0}"),
+            format!("{latency:.2}"),
+        ]);
         ceilings.push((concurrency, tps));
     }
 
-    println!();
-    println!(
-        "| concurrency | POST / pgbench (telemetry on) | telemetry on / off, GET | telemetry on / off, POST |"
-    );
-    println!("|---|---|---|---|");
-    for (concurrency, ceiling) in ceilings {
-        let get = summary
-            .iter()
-            .find(|s| s.0 == "GET" && s.1 == concurrency)
-            .unwrap();
-        let post = summary
-            .iter()
-            .find(|s| s.0 == "POST" && s.1 == concurrency)
-            .unwrap();
-        println!(
-            "| {concurrency} | {:.0}% | {:.0}% | {:.0}% |",
-            post.3 / ceiling * 100.0,
-            get.3 / get.2 * 100.0,
-            post.3 / post.2 * 100.0
-        );
+    // Each ratio from the medians in the tables above.
+    section.table(&[
+        "concurrency",
+        "POST / pgbench (telemetry on)",
+        "telemetry on / off, GET",
+        "telemetry on / off, POST",
+    ]);
+    let mut to_ceiling = Vec::new();
+    let mut on_off = Vec::new();
+    for &(concurrency, ceiling) in &ceilings {
+        let post = find("on", "POST", concurrency).run.rps / ceiling;
+        let get_on_off =
+            find("on", "GET", concurrency).run.rps / find("off", "GET", concurrency).run.rps;
+        let post_on_off =
+            find("on", "POST", concurrency).run.rps / find("off", "POST", concurrency).run.rps;
+        section.row([
+            concurrency.to_string(),
+            percent(post),
+            percent(get_on_off),
+            percent(post_on_off),
+        ]);
+        to_ceiling.push(post);
+        on_off.push((concurrency, get_on_off, post_on_off));
     }
+
+    let gets_on: Vec<f64> = CONCURRENCIES
+        .iter()
+        .map(|&c| find("on", "GET", c).run.rps)
+        .collect();
+    let peak_on = measured
+        .iter()
+        .filter(|m| m.telemetry == "on")
+        .map(|m| m.peak_mb)
+        .fold(0.0, f64::max);
+    let ratios: Vec<f64> = on_off.iter().flat_map(|&(_, g, p)| [g, p]).collect();
+    let at_goal: Vec<String> = on_off
+        .iter()
+        .filter(|&&(_, g, p)| g >= 0.9 && p >= 0.9)
+        .map(|(c, _, _)| c.to_string())
+        .collect();
+    section.goals(&[
+        Goal::new(
+            "GET ≥ 5,000 req/s with telemetry on, at every concurrency",
+            gets_on.iter().all(|&r| r >= 5000.0),
+            format!("{} req/s", span(&gets_on, |r| format!("{:.1}k", r / 1e3))),
+        ),
+        Goal::new(
+            "server RSS under load ≤ 30 MB",
+            peak_on <= 30.0,
+            format!("peak {peak_on:.1} MB with telemetry on"),
+        ),
+        Goal::new(
+            "POST ≥ 70% of the pgbench ceiling, at every concurrency",
+            to_ceiling.iter().all(|&r| r >= 0.7),
+            span(&to_ceiling, percent),
+        ),
+        Goal::new(
+            "telemetry on ≥ 90% of off, GET and POST at every concurrency",
+            ratios.iter().all(|&r| r >= 0.9),
+            format!(
+                "{}; both ≥ 90% at concurrency {}",
+                span(&ratios, percent),
+                if at_goal.is_empty() {
+                    "none".to_owned()
+                } else {
+                    at_goal.join(", ")
+                }
+            ),
+        ),
+    ]);
     let counts = otlp.receiver.counts();
-    println!();
-    println!(
-        "received over OTLP from the telemetry-on server: {} spans, {} log records",
-        counts.spans.load(std::sync::atomic::Ordering::Relaxed),
-        counts.logs.load(std::sync::atomic::Ordering::Relaxed)
-    );
+    section.paragraph(format!(
+        "The telemetry-on server exported {} spans and {} log records to the receiver.",
+        thousands(counts.spans.load(std::sync::atomic::Ordering::Relaxed)),
+        thousands(counts.logs.load(std::sync::atomic::Ordering::Relaxed))
+    ));
+    section.finish();
 }
 
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+fn percent(ratio: f64) -> String {
+    format!("{:.0}%", ratio * 100.0)
+}
+
+/// The lowest and highest of `values` as "low–high", one figure when
+/// both print the same.
+fn span(values: &[f64], show: impl Fn(f64) -> String) -> String {
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (low, high) = (show(low), show(high));
+    if low == high {
+        low
+    } else {
+        format!("{low}–{high}")
+    }
 }
 
 /// The run with the median throughput.
@@ -291,14 +409,6 @@ fn to_ms(value: &str) -> f64 {
         "m" => number * 60_000.0,
         _ => f64::NAN,
     }
-}
-
-fn report(telemetry: &str, method: &str, concurrency: u32, run: &Run, server: &Child) {
-    let (rss, peak) = rss_mb(server.id());
-    println!(
-        "| {telemetry} | {method} | {concurrency} | {:.0} | {:.2} | {:.2} | {} | {rss:.1} ({peak:.1}) |",
-        run.rps, run.p50_ms, run.p99_ms, run.non_2xx
-    );
 }
 
 fn rss_mb(pid: u32) -> (f64, f64) {

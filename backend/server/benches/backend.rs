@@ -1,7 +1,9 @@
 //! The embedded backend's figures: spans ingested per second on one core,
 //! with the span metrics generator on and off, trace by id with 1M spans
 //! stored, a LogQL line filter over 1M lines, the p95 PromQL over an hour
-//! of histogram data, and memory per span and line.
+//! of histogram data, and memory per span and line. Prints its section of
+//! BENCHMARKS.md (and writes it under `BENCH_RESULTS` when set, for
+//! `scripts/bench`).
 //!
 //! cargo bench -p lab-backend --bench backend
 
@@ -12,12 +14,17 @@ use lab_backend::ingest::Payload;
 use lab_backend::{BackendConfig, Limits};
 use lab_logql::Direction;
 use lab_signals::{Labels, LogEntry, Sample};
+use lab_testkit::{Goal, Section, thousands};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 
 const SPANS_PER_BATCH: usize = 500;
+/// Random trace-by-id lookups over HTTP.
+const LOOKUPS: u64 = 5000;
+/// Exports of the one-thread ingest: a million spans.
+const INGEST_BATCHES: u64 = 2000;
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue {
@@ -98,7 +105,26 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The figures in the order the table shows them (not the order they are
+/// measured in, which keeps one data set in memory at a time).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Row {
+    Ingest,
+    InMemoryOff,
+    InMemoryOn,
+    Replay,
+    TraceById,
+    RareFilter,
+    LimitedFilter,
+    MetricQuery,
+    PromQl,
+    SpanMemory,
+    LineMemory,
+}
+
 fn main() {
+    let mut section = Section::new("backend");
+    let mut rows: Vec<(Row, [String; 3])> = Vec::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -114,6 +140,7 @@ fn main() {
     // 3. LogQL line filters over 1M lines in 20 streams.
     let (logs, _) = lab_backend::Backend::open(None, limits, Default::default(), None).unwrap();
     let rss_before = rss_bytes();
+    let mut line_bytes = 0;
     for chunk in 0..100i64 {
         let entries: Vec<(Labels, LogEntry)> = (0..10_000i64)
             .map(|i| {
@@ -132,29 +159,47 @@ fn main() {
                 )
             })
             .collect();
+        line_bytes += entries.iter().map(|(_, e)| e.line.len()).sum::<usize>();
         logs.store().add_logs(entries);
     }
     let lines = logs.store().stats().log_lines;
     let rss_lines = rss_bytes().saturating_sub(rss_before);
-    println!(
-        "| memory per stored log line (RSS growth / lines) | {:.0} MB for {lines} | {:.0} bytes/line |",
-        rss_lines as f64 / 1e6,
-        rss_lines as f64 / lines as f64
-    );
+    rows.push((
+        Row::LineMemory,
+        [
+            format!(
+                "memory per stored log line (RSS growth over the lines, {:.0} bytes each on average)",
+                line_bytes as f64 / lines as f64
+            ),
+            format!(
+                "{} lines, {:.0} MB",
+                thousands(lines as u64),
+                rss_lines as f64 / 1e6
+            ),
+            format!("{:.0} bytes", rss_lines as f64 / lines as f64),
+        ],
+    ));
     let store = logs.store().logs();
-    for (what, query, limit) in [
+    let mut rare_filter_ms = f64::NAN;
+    for (row, what, how, query, limit) in [
         (
-            "LogQL rare line filter over 1M lines (full scan)",
+            Row::RareFilter,
+            "LogQL rare line filter",
+            " (full scan)",
             r#"{service_name="mythical-server"} |= "needle""#,
             100,
         ),
         (
-            "LogQL line filter over 1M lines, limit 100",
+            Row::LimitedFilter,
+            "LogQL line filter",
+            ", limit 100",
             r#"{service_name="mythical-server"} |= "FAILURE""#,
             100,
         ),
         (
-            "LogQL count_over_time of a filter over 1M lines, step 1m",
+            Row::MetricQuery,
+            "LogQL metric query",
+            ", step 1 m",
             r#"sum by (beast) (count_over_time({service_name="mythical-server"} |= "FAILURE" [1m]))"#,
             100,
         ),
@@ -177,10 +222,18 @@ fn main() {
             std::hint::black_box(result);
         }
         times.sort();
-        println!(
-            "| {what} | `{query}` | median {:.0} ms |",
-            percentile(&times, 0.5).as_secs_f64() * 1e3
-        );
+        let median_ms = percentile(&times, 0.5).as_secs_f64() * 1e3;
+        if row == Row::RareFilter {
+            rare_filter_ms = median_ms;
+        }
+        rows.push((
+            row,
+            [
+                format!("{what} over {} lines{how}", thousands(lines as u64)),
+                format!("`{query}`"),
+                format!("median {median_ms:.0} ms"),
+            ],
+        ));
     }
     drop(store);
 
@@ -191,7 +244,7 @@ fn main() {
         lab_backend::Backend::open(Some(data.path()), limits, Default::default(), None).unwrap();
     let rss_before = rss_bytes();
     let mut elapsed = Duration::ZERO;
-    for i in 0..2000 {
+    for i in 0..INGEST_BATCHES {
         let request = batch(i, now);
         let started = Instant::now();
         backend.ingest(Payload::Traces(request)).unwrap();
@@ -202,20 +255,41 @@ fn main() {
     elapsed += started.elapsed();
     let spans = backend.store().stats().spans;
     let rss_spans = rss_bytes().saturating_sub(rss_before);
-    println!(
-        "| ingest, one thread (mapping, write-ahead log, store) | {spans} spans in {:.2} s | {:.0} spans/s |",
-        elapsed.as_secs_f64(),
-        spans as f64 / elapsed.as_secs_f64()
-    );
-    println!(
-        "| memory per stored span (RSS growth / spans) | {:.0} MB for {spans} | {:.0} bytes/span |",
-        rss_spans as f64 / 1e6,
-        rss_spans as f64 / spans as f64
-    );
+    let ingest_rate = spans as f64 / elapsed.as_secs_f64();
+    rows.push((
+        Row::Ingest,
+        [
+            "ingest on one thread: OTLP request → spans, write-ahead log, store (generator off)"
+                .into(),
+            format!(
+                "{} lab-shaped spans (8 attributes each) in {} exports",
+                thousands(spans as u64),
+                thousands(INGEST_BATCHES)
+            ),
+            format!(
+                "{} spans/s ({:.2} s)",
+                thousands(ingest_rate.round() as u64),
+                elapsed.as_secs_f64()
+            ),
+        ],
+    ));
+    rows.push((
+        Row::SpanMemory,
+        [
+            "memory per stored span (RSS growth over the spans)".into(),
+            format!(
+                "{} spans, {:.0} MB",
+                thousands(spans as u64),
+                rss_spans as f64 / 1e6
+            ),
+            format!("{:.0} bytes", rss_spans as f64 / spans as f64),
+        ],
+    ));
     drop(backend);
 
     // 1b. The same spans with and without the generator (span metrics,
     // service graphs, autologs), in memory, one thread: its cost per span.
+    let mut in_memory = [f64::NAN; 2];
     for generator in [None, Some(lab_backend::GeneratorConfig::default())] {
         let on = generator.is_some();
         let (backend, _) =
@@ -231,21 +305,31 @@ fn main() {
         let collected = backend.collect_generated().unwrap();
         let collect = started.elapsed();
         let spans = backend.store().stats().spans;
-        println!(
-            "| ingest in memory, generator {} | {spans} spans in {:.2} s | {:.0} spans/s |{}",
-            if on { "on" } else { "off" },
-            elapsed.as_secs_f64(),
-            spans as f64 / elapsed.as_secs_f64(),
+        let rate = spans as f64 / elapsed.as_secs_f64();
+        in_memory[usize::from(on)] = rate;
+        let mut result = format!("{} spans/s", thousands(rate.round() as u64));
+        if on {
+            result.push_str(&format!(
+                "; one collection writes {} samples in {:.2} ms",
+                collected.samples,
+                collect.as_secs_f64() * 1e3
+            ));
+        }
+        rows.push((
             if on {
-                format!(
-                    " one collection: {} samples in {:.2} ms |",
-                    collected.samples,
-                    collect.as_secs_f64() * 1e3
-                )
+                Row::InMemoryOn
             } else {
-                String::new()
-            }
-        );
+                Row::InMemoryOff
+            },
+            [
+                format!(
+                    "ingest in memory, generator {} (span metrics, service graph, autologs)",
+                    if on { "on" } else { "off" }
+                ),
+                format!("{} spans", thousands(spans as u64)),
+                result,
+            ],
+        ));
     }
 
     // 2. Trace by id over HTTP with the 1M spans replayed from the log.
@@ -262,16 +346,20 @@ fn main() {
             generator: None,
         }))
         .unwrap();
-    println!(
-        "| restart: replay of the write-ahead log | {} spans | {:.2} s |",
-        running.backend.store().stats().spans,
-        started.elapsed().as_secs_f64()
-    );
+    let replayed = running.backend.store().stats().spans;
+    rows.push((
+        Row::Replay,
+        [
+            "restart: replay of the write-ahead log".into(),
+            format!("{} spans", thousands(replayed as u64)),
+            format!("{:.2} s", started.elapsed().as_secs_f64()),
+        ],
+    ));
     let url = running.query_url();
     let mut latencies = runtime.block_on(async {
         let http = reqwest::Client::new();
         let mut latencies = Vec::new();
-        for i in 0..5000u64 {
+        for i in 0..LOOKUPS {
             let trace = (i * 7919) % 2000 * 1000 + (i % 100);
             let mut id = [0u8; 16];
             id[..8].copy_from_slice(&trace.to_be_bytes());
@@ -290,11 +378,22 @@ fn main() {
         latencies
     });
     latencies.sort();
-    println!(
-        "| trace by id over HTTP, 1M spans stored (5000 lookups) | p50 {:.2} ms | p99 {:.2} ms |",
-        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3
-    );
+    let trace_p99_ms = percentile(&latencies, 0.99).as_secs_f64() * 1e3;
+    rows.push((
+        Row::TraceById,
+        [
+            format!(
+                "trace by id over HTTP, {} spans stored, {} random lookups",
+                thousands(replayed as u64),
+                thousands(LOOKUPS)
+            ),
+            "`GET /api/v2/traces/<id>`".into(),
+            format!(
+                "p50 {:.2} ms, p99 {trace_p99_ms:.2} ms",
+                percentile(&latencies, 0.5).as_secs_f64() * 1e3
+            ),
+        ],
+    ));
     runtime.block_on(running.shutdown());
 
     // 4. PromQL p95 over an hour of scraped histogram data.
@@ -350,8 +449,60 @@ fn main() {
         std::hint::black_box(result);
     }
     times.sort();
-    println!(
-        "| PromQL p95 over an hour ({combos} label sets × 12 buckets, {samples} samples, step 15 s) | `{query}` | median {:.0} ms |",
-        percentile(&times, 0.5).as_secs_f64() * 1e3
-    );
+    let promql_ms = percentile(&times, 0.5).as_secs_f64() * 1e3;
+    rows.push((
+        Row::PromQl,
+        [
+            format!(
+                "PromQL p95 over an hour: {combos} label sets × {} buckets, {} samples, step 15 s",
+                bounds.len(),
+                thousands(samples as u64)
+            ),
+            format!("`{query}`"),
+            format!("median {promql_ms:.0} ms"),
+        ],
+    ));
+
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    section.paragraph("One process, in-process calls except where HTTP is named.");
+    section.table(&["what", "measured on", "result"]);
+    for (_, row) in rows {
+        section.row(row);
+    }
+    let [off, on] = in_memory;
+    section.paragraph(format!(
+        "The generator costs {:.1} µs a span in memory ({} spans/s with it, {} without).",
+        (1.0 / on - 1.0 / off) * 1e6,
+        thousands(on.round() as u64),
+        thousands(off.round() as u64)
+    ));
+    section.goals(&[
+        Goal::new(
+            "ingest ≥ 100k spans/s on one thread",
+            ingest_rate >= 100_000.0,
+            format!(
+                "{:.0}k spans/s, write-ahead log on, generator off",
+                ingest_rate / 1e3
+            ),
+        ),
+        Goal::new(
+            "trace by id ≤ 10 ms p99",
+            trace_p99_ms <= 10.0,
+            format!("{trace_p99_ms:.2} ms"),
+        ),
+        Goal::new(
+            format!(
+                "LogQL line filter over {} lines ≤ 300 ms",
+                thousands(lines as u64)
+            ),
+            rare_filter_ms <= 300.0,
+            format!("{rare_filter_ms:.0} ms for the full scan"),
+        ),
+        Goal::new(
+            "PromQL p95 over an hour ≤ 100 ms",
+            promql_ms <= 100.0,
+            format!("{promql_ms:.0} ms"),
+        ),
+    ]);
+    section.finish();
 }

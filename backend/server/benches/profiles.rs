@@ -1,7 +1,9 @@
 //! The backend's profile figures: push requests (gzip-compressed pprof, as
 //! pyroscope-rs sends them) ingested per second, with and without the
 //! write-ahead log, and the render and top queries over an hour of
-//! 10-second CPU profiles from two services.
+//! 10-second CPU profiles from two services. Prints its section of
+//! BENCHMARKS.md (and writes it under `BENCH_RESULTS` when set, for
+//! `scripts/bench`).
 //!
 //! cargo bench -p lab-backend --bench profiles
 
@@ -12,6 +14,7 @@ use lab_backend::Backend;
 use lab_backend::ingest::{Payload, ProfileUpload};
 use lab_profiles::push::{LabelPair, PushRequest, RawProfileSeries, RawSample};
 use lab_profiles::{Selector, pprof, query};
+use lab_testkit::{Section, thousands};
 use prost::Message;
 
 const PROFILES_PER_SERVICE: i64 = 360;
@@ -115,7 +118,17 @@ fn percentile(mut times: Vec<Duration>, p: f64) -> Duration {
     times[((times.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The lab's own load: two services, one profile every 10 s each.
+const LAB_PROFILES_PER_SECOND: f64 = 0.2;
+
+/// One ingest of the hour's pushes.
+struct Ingest {
+    per_second: f64,
+    mb_per_second: f64,
+}
+
 fn main() {
+    let mut section = Section::new("profiles");
     let now = lab_backend::params::now_nanos();
     let hour_ago = now - 3_600_000_000_000;
     let names: Vec<String> = (0..FUNCTIONS)
@@ -134,14 +147,12 @@ fn main() {
         })
         .collect();
     let wire: usize = bodies.iter().map(Vec::len).sum();
-    println!(
-        "{} push requests (1 h of 10 s profiles, 2 services, {STACKS_PER_PROFILE} stacks each of {CALL_PATHS} call paths per service): {:.1} KB each gzipped",
-        bodies.len(),
-        wire as f64 / bodies.len() as f64 / 1024.0
-    );
 
     let limits = lab_backend::Limits::default();
     let policy = lab_backend::LabelPolicy::default();
+    let mut ingests = Vec::new();
+    let mut stored = None;
+    let mut timings = None;
     for wal in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let (backend, _) =
@@ -152,32 +163,85 @@ fn main() {
         }
         backend.sync().unwrap();
         let took = started.elapsed();
-        println!(
-            "ingest{}: {:.0} profiles/s ({:.1} MB/s of gzipped pushes), {:.1} ms for the hour",
-            if wal {
-                " with the write-ahead log"
-            } else {
-                " in memory"
-            },
-            bodies.len() as f64 / took.as_secs_f64(),
-            wire as f64 / took.as_secs_f64() / 1e6,
-            took.as_secs_f64() * 1e3
-        );
+        ingests.push(Ingest {
+            per_second: bodies.len() as f64 / took.as_secs_f64(),
+            mb_per_second: wire as f64 / took.as_secs_f64() / 1e6,
+        });
         if !wal {
-            let stats = backend.store().stats();
-            println!(
-                "stored: {} profiles in {} series, {:.1} MB counted ({:.1} KB per profile)",
-                stats.profiles,
-                stats.profile_series,
-                stats.bytes as f64 / 1e6,
-                stats.bytes as f64 / stats.profiles as f64 / 1024.0
-            );
-            queries(&backend, hour_ago, now);
+            stored = Some(backend.store().stats());
+            timings = Some(queries(&backend, hour_ago, now));
         }
     }
+    let (stored, timings) = (stored.unwrap(), timings.unwrap());
+
+    section.paragraph(format!(
+        "An hour of 10-second CPU profiles from {} services, as pyroscope-rs pushes them (gzipped pprof, {STACKS_PER_PROFILE} stacks over {} call paths, {:.1} KB a push); in-process calls.",
+        SERVICES.len(),
+        thousands(CALL_PATHS as u64),
+        wire as f64 / bodies.len() as f64 / 1024.0
+    ));
+    let [memory, logged] = [&ingests[0], &ingests[1]];
+    section.table(&["what", "result"]);
+    section.row([
+        "ingest in memory".to_owned(),
+        format!(
+            "{:.0} profiles/s ({:.1} MB/s of gzipped pushes)",
+            memory.per_second, memory.mb_per_second
+        ),
+    ]);
+    section.row([
+        "ingest with the write-ahead log".to_owned(),
+        format!(
+            "{:.0} profiles/s ({:.1} MB/s)",
+            logged.per_second, logged.mb_per_second
+        ),
+    ]);
+    section.row([
+        "stored size".to_owned(),
+        format!(
+            "{:.1} KB per profile ({} profiles, {:.1} MB)",
+            stored.bytes as f64 / stored.profiles as f64 / 1024.0,
+            stored.profiles,
+            stored.bytes as f64 / 1e6
+        ),
+    ]);
+    section.row([
+        format!(
+            "flame graph over the hour (merge {PROFILES_PER_SERVICE} profiles, Pyroscope's flamebearer JSON, {:.0} KB)",
+            timings.json_bytes as f64 / 1024.0
+        ),
+        format!(
+            "p50 {:.1} ms, p95 {:.1} ms",
+            ms(percentile(timings.render.clone(), 0.5)),
+            ms(percentile(timings.render, 0.95))
+        ),
+    ]);
+    section.row([
+        "top 20 functions over the hour".to_owned(),
+        format!(
+            "p50 {:.1} ms, p95 {:.1} ms",
+            ms(percentile(timings.top.clone(), 0.5)),
+            ms(percentile(timings.top, 0.95))
+        ),
+    ]);
+    // The lab's backend keeps a write-ahead log, so that is its rate.
+    section.paragraph(format!(
+        "The lab's {} services push one profile every 10 s each: {LAB_PROFILES_PER_SECOND} profiles/s against the {:.0} the backend takes with its write-ahead log ({:.0}×).",
+        SERVICES.len(),
+        logged.per_second,
+        logged.per_second / LAB_PROFILES_PER_SECOND
+    ));
+    section.finish();
 }
 
-fn queries(backend: &Backend, from: i64, until: i64) {
+/// The render and top queries' times over the hour.
+struct Timings {
+    render: Vec<Duration>,
+    top: Vec<Duration>,
+    json_bytes: usize,
+}
+
+fn queries(backend: &Backend, from: i64, until: i64) -> Timings {
     let selector = Selector::parse(
         r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="mythical-server"}"#,
     )
@@ -210,15 +274,13 @@ fn queries(backend: &Backend, from: i64, until: i64) {
         std::hint::black_box(merged.top(20));
         top.push(started.elapsed());
     }
-    println!(
-        "render (merge 360 profiles + flamebearer JSON, {:.0} KB): p50 {:.1} ms, p95 {:.1} ms",
-        json_bytes as f64 / 1024.0,
-        percentile(render.clone(), 0.5).as_secs_f64() * 1e3,
-        percentile(render, 0.95).as_secs_f64() * 1e3
-    );
-    println!(
-        "top 20 functions over the hour: p50 {:.1} ms, p95 {:.1} ms",
-        percentile(top.clone(), 0.5).as_secs_f64() * 1e3,
-        percentile(top, 0.95).as_secs_f64() * 1e3
-    );
+    Timings {
+        render,
+        top,
+        json_bytes,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
