@@ -2,7 +2,7 @@
 //! allocator samples about one allocation per [`SAMPLE_BYTES`] allocated
 //! (a Poisson process over bytes, so big and small allocations are fairly
 //! represented once scaled), keeps the stack of each sampled allocation while
-//! it lives, and a pusher ([`crate::profiling::HeapPusher`]) sends every ten
+//! it lives, and the profiler ([`crate::profiling::Profiler`]) sends every ten
 //! seconds, in Pyroscope's ingest format, the memory in use now
 //! (`inuse_space`, `inuse_objects`) and the memory allocated since the last
 //! push (`alloc_space`, `alloc_objects`).
@@ -91,6 +91,13 @@ unsafe impl GlobalAlloc for Sampled {
 /// Whether this process allocates through [`Sampled`].
 pub fn installed() -> bool {
     INSTALLED.load(Ordering::Relaxed)
+}
+
+/// Whether this thread is inside the profiler now (recording a sample,
+/// naming stacks, pushing): the CPU sampler's signal handler leaves such a
+/// thread alone. A plain thread-local read, safe in a signal handler.
+pub fn inside_profiler() -> bool {
+    BUSY.with(Cell::get)
 }
 
 /// Runs `f` with this thread's allocations unsampled (the profiler's own
@@ -258,7 +265,7 @@ pub struct Snapshot {
 
 /// Takes the heap's state (resetting what was allocated) and names its
 /// stacks; `names` caches the names of return addresses between calls.
-pub fn snapshot(names: &mut HashMap<usize, Vec<String>>) -> Snapshot {
+pub fn snapshot(names: &mut HashMap<usize, String>) -> Snapshot {
     unsampled(|| {
         let (in_use, allocated, stacks) = {
             let mut guard = lock();
@@ -318,31 +325,22 @@ fn own_frame(name: &str) -> bool {
 }
 
 /// A stack's function names, root first, without the profiler's frames.
-fn stack_names(frames: &[usize], cache: &mut HashMap<usize, Vec<String>>) -> Vec<String> {
+fn stack_names(frames: &[usize], cache: &mut HashMap<usize, String>) -> Vec<String> {
     let mut leaf_first: Vec<String> = Vec::new();
     for (i, ip) in frames.iter().enumerate() {
         if *ip == 0 {
             // The unwinder's end of the stack, not a frame.
             continue;
         }
-        let names = cache.entry(*ip).or_insert_with(|| {
+        let name = cache.entry(*ip).or_insert_with(|| {
             // A return address points after the call; one byte back is
             // inside it (the first frame is the unwinder's own address).
             let at = if i == 0 { *ip } else { ip.saturating_sub(1) };
-            let mut found = Vec::new();
-            backtrace::resolve(at as *mut std::ffi::c_void, |symbol| {
-                if let Some(name) = symbol.name() {
-                    found.push(format!("{name:#}"));
-                }
-            });
-            if found.is_empty() {
-                // Unnamed (stripped, or JIT-like code): the address, as
-                // pprof shows it, rather than a hole in the stack.
-                found.push(format!("{at:#x}"));
-            }
-            found
+            // Unnamed (JIT-like code, a stripped object): the address, as
+            // pprof shows it, rather than a hole in the stack.
+            crate::symbols::name(at).unwrap_or_else(|| format!("{at:#x}"))
         });
-        leaf_first.extend(names.iter().cloned());
+        leaf_first.push(name.clone());
     }
     trimmed(leaf_first)
 }

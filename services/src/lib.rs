@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod cpu;
 pub mod events;
 pub mod exposition;
 pub mod faults;
@@ -16,6 +17,7 @@ pub mod propagation;
 pub mod random;
 pub mod requester;
 pub mod server;
+pub mod symbols;
 pub mod telemetry;
 
 /// The services' own diagnostics (start-up, exporter trouble) on stderr,

@@ -1,12 +1,13 @@
-//! Continuous profiling: the `pyroscope` agent for CPU, started when
-//! `PYROSCOPE_SERVER_ADDRESS` is set (the variable Pyroscope's SDKs read),
-//! pushing a profile every ten seconds to Pyroscope or the lab's backend;
-//! and, in a binary whose allocator is [`crate::heap::Sampled`], the heap
-//! pusher for memory in use and memory allocated.
+//! Continuous profiling, started when `PYROSCOPE_SERVER_ADDRESS` is set
+//! (the variable Pyroscope's SDKs read): CPU samples ([`crate::cpu`]) and,
+//! in a binary whose allocator is [`crate::heap::Sampled`], memory in use
+//! and memory allocated, pushed every ten seconds to Pyroscope's `/ingest`
+//! (Pyroscope itself, or the lab's backend) as folded stacks named from
+//! the symbol table ([`crate::symbols`]).
 //!
 //! CPU sampling happens in a signal handler, heap sampling in the
-//! allocator, and uploads run on the profilers' own threads, so an
-//! unreachable server costs failed uploads on those threads, never request
+//! allocator, and naming and uploads on the profiler's own thread, so an
+//! unreachable server costs failed uploads on that thread, never request
 //! latency. Unset, nothing is started and nothing is paid.
 
 use std::collections::HashMap;
@@ -14,15 +15,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use pyroscope::PyroscopeAgent;
-use pyroscope::backend::{BackendConfig, PprofConfig, pprof_backend};
-use pyroscope::pyroscope::{PyroscopeAgentBuilder, PyroscopeAgentRunning};
 
 use crate::config::env_var;
 
-/// Samples per second: Pyroscope's default, about 1% of one core's time at
-/// worst.
-pub const SAMPLE_RATE: u32 = 100;
+pub use crate::cpu::SAMPLE_RATE;
 
 /// Where and as what a service is profiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,83 +58,76 @@ impl ProfilingConfig {
     }
 }
 
-/// A running agent; [`Profiler::stop`] sends the last profile and joins its
-/// threads.
+/// The running profiler; [`Profiler::stop`] sends the last profiles and
+/// ends its thread.
 pub struct Profiler {
-    agent: PyroscopeAgent<PyroscopeAgentRunning>,
-    heap: Option<HeapPusher>,
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
+/// How often the profiles are pushed, as Pyroscope's agents do.
+pub const PUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How often the CPU samples are moved out of the signal handler's ring.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The longest [`Profiler::stop`] waits for the last push: over loopback
+/// it takes milliseconds; a service going down does not wait longer for a
+/// profile server that does not answer.
+pub const STOP_WAIT: Duration = Duration::from_millis(700);
+
 impl Profiler {
-    /// Starts profiling this process as `config` says.
+    /// Starts sampling CPU (and the heap, when this binary's allocator is
+    /// the sampled one) and the thread that pushes every
+    /// [`PUSH_INTERVAL`]. A thread of its own, with a small runtime for
+    /// its HTTP client, not a task on the service's runtime: "inside the
+    /// profiler" is a per-thread flag, and a task moves between worker
+    /// threads.
     pub fn start(config: &ProfilingConfig) -> Result<Profiler> {
-        let backend = pprof_backend(
-            PprofConfig {
-                sample_rate: SAMPLE_RATE,
-            },
-            BackendConfig::default(),
-        );
-        let agent = PyroscopeAgentBuilder::new(
-            &config.server,
-            &config.service_name,
-            SAMPLE_RATE,
-            "pyroscope-rs",
-            env!("CARGO_PKG_VERSION"),
-            backend,
-        )
-        .tags(vec![
-            ("service_name", config.service_name.as_str()),
-            ("service_namespace", config.namespace.as_str()),
-        ])
-        .build()
-        .and_then(|agent| agent.start())
-        .with_context(|| {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .context("could not build the profiler's HTTP client")?;
+        crate::cpu::start().with_context(|| {
             format!(
-                "could not start the CPU profiler for {}: check PYROSCOPE_SERVER_ADDRESS={}",
-                config.service_name, config.server
+                "could not start the CPU profiler for {}: the process could not install its SIGPROF timer",
+                config.service_name
             )
         })?;
-        let heap = crate::heap::installed()
-            .then(|| HeapPusher::start(config.clone()))
-            .transpose()?;
-        Ok(Profiler { agent, heap })
+        let heap = crate::heap::installed();
+        crate::heap::enable(heap);
+        let (stop, stopped) = mpsc::channel();
+        let config = config.clone();
+        let thread = std::thread::Builder::new()
+            .name("profiler".into())
+            .spawn(move || crate::heap::unsampled(|| push(&config, &client, &stopped, heap)))
+            .context("could not start the profiler's thread")?;
+        Ok(Profiler { stop, thread })
     }
 
-    /// Starts the agent when `PYROSCOPE_SERVER_ADDRESS` is set.
+    /// Starts the profiler when `PYROSCOPE_SERVER_ADDRESS` is set.
     pub fn from_env(service_name: &str) -> Result<Option<Profiler>> {
         ProfilingConfig::from_env(service_name)
             .map(|config| Profiler::start(&config))
             .transpose()
     }
 
-    /// Sends what was sampled since the last upload and stops the agent.
-    /// Blocks until the agent's threads end or [`STOP_WAIT`] passes: its
-    /// timer thread sleeps until the next ten-second tick, and a service's
-    /// shutdown should not wait for that (the last upload is under way on
-    /// its own thread by then). Async callers go through `spawn_blocking`.
+    /// Stops sampling, pushes what was sampled since the last push and ends
+    /// the thread, waiting at most [`STOP_WAIT`] for it. Async callers go
+    /// through `spawn_blocking`.
     pub fn stop(self) {
-        let (done, finished) = std::sync::mpsc::channel();
-        let agent = self.agent;
-        let heap = self.heap;
-        std::thread::spawn(move || {
-            if let Some(heap) = heap {
-                heap.stop();
-            }
-            match agent.stop() {
-                Ok(ready) => ready.shutdown(),
-                Err(err) => tracing::warn!("stopping the CPU profiler failed: {err}"),
-            }
-            let _ = done.send(());
-        });
-        let _ = finished.recv_timeout(STOP_WAIT);
+        crate::cpu::stop();
+        crate::heap::enable(false);
+        let _ = self.stop.send(());
+        let deadline = std::time::Instant::now() + STOP_WAIT;
+        while !self.thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if self.thread.is_finished() {
+            let _ = self.thread.join();
+        }
     }
 }
-
-/// The longest [`Profiler::stop`] waits for the agent.
-pub const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// How often the heap pusher sends, as the CPU agent does.
-pub const HEAP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The heap profiles, as Pyroscope's legacy ingest names them: the suffix of
 /// the application name, and the aggregation that tells a snapshot
@@ -180,118 +169,166 @@ struct HeapProfile {
     in_use: bool,
 }
 
-/// The thread that turns heap samples into pushes.
-pub struct HeapPusher {
-    stop: mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl HeapPusher {
-    /// Starts sampling and a thread that pushes every [`HEAP_INTERVAL`].
-    /// A thread of its own, with a small runtime for its HTTP client, not a
-    /// task on the service's runtime: "inside the profiler" is a per-thread
-    /// flag, and a task moves between worker threads.
-    pub fn start(config: ProfilingConfig) -> Result<HeapPusher> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .context("could not build the heap profiler's HTTP client")?;
-        let (stop, stopped) = mpsc::channel();
-        crate::heap::enable(true);
-        let thread = std::thread::Builder::new()
-            .name("heap-profiler".into())
-            .spawn(move || crate::heap::unsampled(|| push_heap(&config, &client, &stopped)))
-            .context("could not start the heap profiler's thread")?;
-        Ok(HeapPusher { stop, thread })
-    }
-
-    /// Stops sampling, pushes what is left and ends the thread.
-    pub fn stop(self) {
-        crate::heap::enable(false);
-        let _ = self.stop.send(());
-        let _ = self.thread.join();
-    }
-}
-
 fn unix_seconds() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-fn push_heap(config: &ProfilingConfig, client: &reqwest::Client, stopped: &mpsc::Receiver<()>) {
+/// One push to `/ingest`: the profile's suffix and query parameters, and
+/// its folded body.
+struct Push<'a> {
+    suffix: &'a str,
+    params: Vec<(&'static str, String)>,
+    body: String,
+}
+
+fn push(
+    config: &ProfilingConfig,
+    client: &reqwest::Client,
+    stopped: &mpsc::Receiver<()>,
+    heap: bool,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            tracing::warn!("the heap profiler has no runtime, so it pushes nothing: {err}");
+            tracing::warn!("the profiler has no runtime, so it pushes nothing: {err}");
             return;
         }
     };
-    let mut names = HashMap::new();
+    let mut heap_names = HashMap::new();
+    let mut cpu_names = HashMap::new();
+    let mut samples = crate::cpu::Counts::new();
     let mut from = unix_seconds();
+    let mut next_push = std::time::Instant::now() + PUSH_INTERVAL;
     loop {
         let last = !matches!(
-            stopped.recv_timeout(HEAP_INTERVAL),
+            stopped.recv_timeout(DRAIN_INTERVAL),
             Err(mpsc::RecvTimeoutError::Timeout)
         );
+        crate::cpu::drain(&mut samples);
+        if !last && std::time::Instant::now() < next_push {
+            continue;
+        }
+        next_push += PUSH_INTERVAL;
         let until = unix_seconds().max(from + 1);
-        let snapshot = crate::heap::snapshot(&mut names);
-        for profile in &HEAP_PROFILES {
-            let costs = if profile.in_use {
-                &snapshot.in_use
-            } else {
-                &snapshot.allocated
-            };
-            let body = if profile.units == "bytes" {
-                crate::heap::folded(costs, |c| c.bytes)
-            } else {
-                crate::heap::folded(costs, |c| c.objects)
-            };
-            if body.is_empty() {
-                continue;
-            }
-            let name = format!(
-                "{}.{}{{service_name={},service_namespace={}}}",
-                config.service_name, profile.suffix, config.service_name, config.namespace
-            );
-            let from = from.to_string();
-            let until = until.to_string();
-            let push = async {
-                client
-                    .post(format!("{}/ingest", config.server))
-                    .query(&[
-                        ("name", name.as_str()),
-                        ("from", &from),
-                        ("until", &until),
-                        ("units", profile.units),
-                        ("aggregationType", profile.aggregation),
-                        // The body is folded text, /ingest's default format
-                        // (Pyroscope knows no `format=folded`).
-                        ("spyName", "rustspy"),
-                    ])
-                    .body(body)
-                    .send()
-                    .await
-            };
-            match runtime.block_on(push) {
-                Ok(answer) if answer.status().is_success() => {}
-                Ok(answer) => tracing::warn!(
-                    "the heap profile push to {} was refused: {}",
-                    config.server,
-                    answer.status()
-                ),
-                Err(err) => {
-                    tracing::warn!("the heap profile push to {} failed: {err}", config.server)
+        let mut pushes = Vec::new();
+        let cpu = cpu_folded(&std::mem::take(&mut samples), &mut cpu_names);
+        if !cpu.is_empty() {
+            pushes.push(Push {
+                suffix: "cpu",
+                params: vec![
+                    ("units", "samples".into()),
+                    ("aggregationType", "sum".into()),
+                    ("sampleRate", SAMPLE_RATE.to_string()),
+                ],
+                body: cpu,
+            });
+        }
+        if heap {
+            let snapshot = crate::heap::snapshot(&mut heap_names);
+            for profile in &HEAP_PROFILES {
+                let costs = if profile.in_use {
+                    &snapshot.in_use
+                } else {
+                    &snapshot.allocated
+                };
+                let body = if profile.units == "bytes" {
+                    crate::heap::folded(costs, |c| c.bytes)
+                } else {
+                    crate::heap::folded(costs, |c| c.objects)
+                };
+                if !body.is_empty() {
+                    pushes.push(Push {
+                        suffix: profile.suffix,
+                        params: vec![
+                            ("units", profile.units.into()),
+                            ("aggregationType", profile.aggregation.into()),
+                        ],
+                        body,
+                    });
                 }
             }
+        }
+        for one in pushes {
+            send(&runtime, client, config, one, from, until);
         }
         from = until;
         if last {
             return;
         }
+    }
+}
+
+/// The CPU samples as folded stacks, root first, one line each.
+fn cpu_folded(samples: &crate::cpu::Counts, names: &mut HashMap<usize, String>) -> String {
+    let mut lines: Vec<(String, u64)> = samples
+        .iter()
+        .map(|(stack, count)| {
+            let frames: Vec<String> = crate::cpu::stack_names(stack, names)
+                .into_iter()
+                .map(|f| f.replace(';', ":"))
+                .collect();
+            (frames.join(";"), *count)
+        })
+        .collect();
+    lines.sort();
+    let mut body = String::new();
+    for (stack, count) in lines {
+        body.push_str(&stack);
+        body.push(' ');
+        body.push_str(&count.to_string());
+        body.push('\n');
+    }
+    body
+}
+
+fn send(
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    config: &ProfilingConfig,
+    push: Push,
+    from: u64,
+    until: u64,
+) {
+    let name = format!(
+        "{}.{}{{service_name={},service_namespace={}}}",
+        config.service_name, push.suffix, config.service_name, config.namespace
+    );
+    let mut params = vec![
+        ("name", name),
+        ("from", from.to_string()),
+        ("until", until.to_string()),
+        // The body is folded text, /ingest's default format (Pyroscope
+        // knows no `format=folded`).
+        ("spyName", "rustspy".to_owned()),
+    ];
+    params.extend(push.params);
+    // The request's timer belongs to the runtime: built inside it.
+    let request = async {
+        client
+            .post(format!("{}/ingest", config.server))
+            .query(&params)
+            .body(push.body)
+            .send()
+            .await
+    };
+    match runtime.block_on(request) {
+        Ok(answer) if answer.status().is_success() => {}
+        Ok(answer) => tracing::warn!(
+            "the {} profile push to {} was refused: {}",
+            push.suffix,
+            config.server,
+            answer.status()
+        ),
+        Err(err) => tracing::warn!(
+            "the {} profile push to {} failed: {err}",
+            push.suffix,
+            config.server
+        ),
     }
 }
 
@@ -350,11 +387,36 @@ mod tests {
         })
         .await
         .unwrap();
-        // The agent's last push came before stop() returned.
+        // The last push came before stop() returned.
         let store = backend.backend.store();
         let values = |label: &str| store.profiles().label_values(label, None, 0, i64::MAX);
         assert_eq!(values("service_namespace"), ["lab-test"]);
         assert_eq!(values("service_name"), ["mythical-server"]);
+        // The CPU profile names the busy function, from the symbol table.
+        let top: serde_json::Value = reqwest::get(format!(
+            "{}/api/profiles/top?query=process_cpu:cpu:nanoseconds:cpu:nanoseconds%7Bservice_name%3D%22mythical-server%22%7D&from=now-5m&until=now&limit=20",
+            backend.query_url()
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let busy = top["functions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|f| {
+                f["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .ends_with("feed_the_owlbear")
+            })
+            .unwrap_or_else(|| panic!("feed_the_owlbear is not among the hottest: {top}"));
+        assert!(
+            busy["total"].as_f64().unwrap() > 0.5 * top["total"].as_f64().unwrap(),
+            "{top}"
+        );
         backend.shutdown().await;
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use mythical_services::heap::Sampled;
-use mythical_services::profiling::{HeapPusher, ProfilingConfig};
+use mythical_services::profiling::{Profiler, ProfilingConfig};
 use serde_json::Value;
 
 #[global_allocator]
@@ -83,7 +83,7 @@ fn the_heap_profile_names_who_holds_memory_and_who_only_allocated() {
         mythical_services::heap::installed(),
         "the test binary allocates through the sampled allocator"
     );
-    let pusher = HeapPusher::start(ProfilingConfig {
+    let pusher = Profiler::start(&ProfilingConfig {
         server: format!("http://{}", backend.otlp_http),
         service_name: "mythical-server".into(),
         namespace: "lab-test".into(),
@@ -92,7 +92,7 @@ fn the_heap_profile_names_who_holds_memory_and_who_only_allocated() {
     let gold = keep_the_gold();
     std::hint::black_box(spend_the_gold());
     std::thread::sleep(Duration::from_millis(200));
-    // Stopping pushes what was sampled and joins the pusher.
+    // Stopping pushes what was sampled and ends the profiler's thread.
     pusher.stop();
 
     let base = backend.query_url();

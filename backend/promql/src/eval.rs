@@ -182,6 +182,29 @@ impl<S: SeriesSource + ?Sized> Eval<'_, S> {
         Ok(Val::Vector(series))
     }
 
+    /// The samples a range vector holds at the (one) evaluation time, as
+    /// they were stored: Unix milliseconds and value, names kept.
+    pub fn raw_samples(
+        &self,
+        ms: &MatrixSelector,
+    ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, QueryError> {
+        let range = ms.range.as_millis() as i64;
+        let end = self.steps[0] - offset_ms(&ms.vs.offset);
+        Ok(self
+            .select(&ms.vs, end - range, end)?
+            .into_iter()
+            .map(|(labels, samples)| {
+                let points = samples
+                    .iter()
+                    .filter(|s| s.t > end - range && s.t <= end)
+                    .map(|s| (s.t, s.v))
+                    .collect();
+                (labels, points)
+            })
+            .filter(|(_, points): &(Labels, Vec<(i64, f64)>)| !points.is_empty())
+            .collect())
+    }
+
     /// A range function over a matrix selector, at every step.
     fn over_range(&self, ms: &MatrixSelector, f: &WindowFn<'_>) -> Result<Vec<Series>, QueryError> {
         let range = ms.range.as_millis() as i64;

@@ -57,6 +57,11 @@ pub fn instant_query(
         source,
         steps: vec![time_ms],
     };
+    if let promql_parser::parser::Expr::MatrixSelector(range) = &expr {
+        // Prometheus answers an instant query of a range vector with the
+        // raw samples of its window: what was scraped, when.
+        return Ok(QueryValue::Matrix(eval.raw_samples(range)?));
+    }
     Ok(match eval.eval(&expr)? {
         Val::Scalar(v) => QueryValue::Scalar(time_ms, v[0]),
         Val::Str(s) => QueryValue::String(time_ms, s),

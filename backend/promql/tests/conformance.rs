@@ -360,6 +360,41 @@ fn range_queries_step_through_the_window() {
 }
 
 #[test]
+fn an_instant_range_vector_is_the_raw_samples_of_its_window() {
+    // At 60 s, [30s] holds the samples after 30 s up to 60 s: 45 and 60,
+    // at their own times, with their names (Prometheus keeps __name__ for
+    // a bare selector).
+    let QueryValue::Matrix(series) = lab_promql::instant_query(
+        &data()[..],
+        r#"http_requests_total{instance="b"}[30s]"#,
+        60 * S,
+    )
+    .unwrap() else {
+        panic!("not a matrix");
+    };
+    assert_eq!(series.len(), 1);
+    assert_eq!(series[0].0.get("__name__"), Some("http_requests_total"));
+    assert_eq!(series[0].1, [(45 * S, 5.0), (60 * S, 15.0)]);
+    // offset moves the window; a window with no samples has no series.
+    let QueryValue::Matrix(earlier) =
+        lab_promql::instant_query(&data()[..], "temperature[20s] offset 30s", 60 * S).unwrap()
+    else {
+        panic!("not a matrix");
+    };
+    assert_eq!(earlier[0].1, [(30 * S, 22.0)]);
+    let QueryValue::Matrix(none) =
+        lab_promql::instant_query(&data()[..], "temperature[10s]", 50 * S).unwrap()
+    else {
+        panic!("not a matrix");
+    };
+    assert!(none.is_empty());
+    // Inside an expression it stays a type error, and a range query of
+    // one is refused.
+    assert!(lab_promql::instant_query(&data()[..], "temperature[1m] + 1", 60 * S).is_err());
+    assert!(lab_promql::range_query(&data()[..], "temperature[1m]", 0, 60 * S, 15 * S).is_err());
+}
+
+#[test]
 fn errors_answer_as_prometheus_does() {
     let parse = lab_promql::instant_query(&data()[..], "sum(rate(x[1m])", 0).unwrap_err();
     let (status, body) = lab_promql::error_response(&parse);

@@ -329,17 +329,30 @@ fn tail(path: &std::path::Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Stops every recorded component that is still the lab's, last started
-/// first.
+/// Stops every recorded component that is still the lab's, in two waves:
+/// first the services, together, so their last telemetry still reaches
+/// the backend as they flush it; then everything they used (the backend,
+/// the db-proxy, Postgres), together.
 pub fn stop_all(lab: &LabState) {
-    for component in lab.components.iter().rev() {
-        process::stop(
-            component.pid,
-            &component.marker,
-            component.stop_signal,
-            Duration::from_secs(10),
-        );
-    }
+    let stops = |services: bool| -> Vec<process::Stop> {
+        lab.components
+            .iter()
+            .filter(|c| sends_telemetry(&c.name) == services)
+            .map(|c| process::Stop {
+                pid: c.pid,
+                marker: &c.marker,
+                signal: c.stop_signal,
+            })
+            .collect()
+    };
+    process::stop_together(&stops(true), Duration::from_secs(10));
+    process::stop_together(&stops(false), Duration::from_secs(10));
+}
+
+/// Whether a component is one of the two services, which send telemetry
+/// to the others.
+fn sends_telemetry(name: &str) -> bool {
+    name.starts_with("mythical-")
 }
 
 /// A component's health now, for `lab status`.
@@ -398,16 +411,23 @@ pub async fn health_of_endpoints(running: &Running) -> &'static str {
 pub fn stop_strays(state: &StateDir) -> usize {
     let marker = state.root().display().to_string();
     let strays = process::find_by_marker(&marker);
-    for &pid in &strays {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let postgres = String::from_utf8_lossy(&cmdline)
-            .contains(&state.postgres_data().display().to_string());
-        let signal = if postgres {
-            libc::SIGINT
-        } else {
-            libc::SIGTERM
-        };
-        process::stop(pid, &marker, signal, Duration::from_secs(10));
-    }
+    let postgres = state.postgres_data().display().to_string();
+    let stops: Vec<process::Stop> = strays
+        .iter()
+        .map(|&pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let signal = if String::from_utf8_lossy(&cmdline).contains(&postgres) {
+                libc::SIGINT
+            } else {
+                libc::SIGTERM
+            };
+            process::Stop {
+                pid,
+                marker: &marker,
+                signal,
+            }
+        })
+        .collect();
+    process::stop_together(&stops, Duration::from_secs(10));
     strays.len()
 }

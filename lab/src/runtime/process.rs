@@ -104,27 +104,59 @@ fn is_zombie(pid: u32) -> bool {
 
 /// `signal`, then SIGKILL if it has not gone within `grace`.
 pub fn stop(pid: u32, marker: &str, signal: i32, grace: Duration) {
-    if !is_ours(pid, marker) {
-        return;
-    }
-    // SAFETY: plain syscalls on a pid verified above to be the lab's.
-    unsafe {
-        libc::kill(pid as i32, signal);
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if !is_ours(pid, marker) {
-            return;
+    stop_together(
+        &[Stop {
+            pid,
+            marker,
+            signal,
+        }],
+        grace,
+    );
+}
+
+/// One process to stop: its pid, the marker its command line must still
+/// hold, and the signal that asks it to end.
+#[derive(Debug, Clone, Copy)]
+pub struct Stop<'a> {
+    pub pid: u32,
+    pub marker: &'a str,
+    pub signal: i32,
+}
+
+/// Asks every process in `stops` to end at once, then waits for them
+/// together: each gets `grace` to finish, then SIGKILL. A paused process
+/// (SIGSTOP) is continued after its signal, so it can act on it.
+pub fn stop_together(stops: &[Stop], grace: Duration) {
+    let mut left: Vec<Stop> = stops
+        .iter()
+        .copied()
+        .filter(|s| is_ours(s.pid, s.marker))
+        .collect();
+    for stop in &left {
+        // SAFETY: plain syscalls on a pid verified above to be the lab's.
+        unsafe {
+            libc::kill(stop.pid as i32, stop.signal);
+            libc::kill(stop.pid as i32, libc::SIGCONT);
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    unsafe {
-        libc::kill(pid as i32, libc::SIGKILL);
+    let gone_within = |left: &mut Vec<Stop>, limit: Duration| {
+        let deadline = Instant::now() + limit;
+        loop {
+            left.retain(|s| is_ours(s.pid, s.marker));
+            if left.is_empty() || Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    gone_within(&mut left, grace);
+    for stop in &left {
+        // SAFETY: as above; the pid was the lab's a moment ago.
+        unsafe {
+            libc::kill(stop.pid as i32, libc::SIGKILL);
+        }
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while is_ours(pid, marker) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    gone_within(&mut left, Duration::from_secs(5));
 }
 
 /// A loopback port: `preferred` when free, else one the kernel picks.
