@@ -1,9 +1,10 @@
 //! Continuous profiling, started when `PYROSCOPE_SERVER_ADDRESS` is set
 //! (the variable Pyroscope's SDKs read): CPU samples ([`crate::cpu`]) and,
 //! in a binary whose allocator is [`crate::heap::Sampled`], memory in use
-//! and memory allocated, pushed every ten seconds to Pyroscope's `/ingest`
-//! (Pyroscope itself, or the lab's backend) as folded stacks named from
-//! the symbol table ([`crate::symbols`]).
+//! and memory allocated, pushed every ten seconds to Pyroscope (itself, or
+//! the lab's backend) with stacks named from the symbol table
+//! ([`crate::symbols`]): CPU as pprof through the push API, as Pyroscope's
+//! agents send it; the heap as folded stacks to `/ingest`.
 //!
 //! CPU sampling happens in a signal handler, heap sampling in the
 //! allocator, and naming and uploads on the profiler's own thread, so an
@@ -216,17 +217,10 @@ fn push(
         next_push += PUSH_INTERVAL;
         let until = unix_seconds().max(from + 1);
         let mut pushes = Vec::new();
-        let cpu = cpu_folded(&std::mem::take(&mut samples), &mut cpu_names);
+        let cpu = std::mem::take(&mut samples);
         if !cpu.is_empty() {
-            pushes.push(Push {
-                suffix: "cpu",
-                params: vec![
-                    ("units", "samples".into()),
-                    ("aggregationType", "sum".into()),
-                    ("sampleRate", SAMPLE_RATE.to_string()),
-                ],
-                body: cpu,
-            });
+            let profile = cpu_pprof(&cpu, &mut cpu_names, from, until);
+            send_cpu(&runtime, client, config, profile);
         }
         if heap {
             let snapshot = crate::heap::snapshot(&mut heap_names);
@@ -263,27 +257,141 @@ fn push(
     }
 }
 
-/// The CPU samples as folded stacks, root first, one line each.
-fn cpu_folded(samples: &crate::cpu::Counts, names: &mut HashMap<usize, String>) -> String {
-    let mut lines: Vec<(String, u64)> = samples
-        .iter()
-        .map(|(stack, count)| {
-            let frames: Vec<String> = crate::cpu::stack_names(stack, names)
-                .into_iter()
-                .map(|f| f.replace(';', ":"))
-                .collect();
-            (frames.join(";"), *count)
-        })
-        .collect();
-    lines.sort();
-    let mut body = String::new();
-    for (stack, count) in lines {
-        body.push_str(&stack);
-        body.push(' ');
-        body.push_str(&count.to_string());
-        body.push('\n');
+/// The CPU samples as a pprof profile of `cpu` in `nanoseconds`, one
+/// sample per stack, as Pyroscope's agents send it.
+fn cpu_pprof(
+    samples: &crate::cpu::Counts,
+    names: &mut HashMap<usize, String>,
+    from: u64,
+    until: u64,
+) -> lab_profiles::pprof::PprofProfile {
+    use lab_profiles::pprof::{Function, Line, Location, PprofProfile, Sample, ValueType};
+    let mut strings: Vec<String> = vec![String::new()];
+    let mut string_ids: HashMap<String, i64> = HashMap::new();
+    let mut string = |s: &str| -> i64 {
+        if let Some(id) = string_ids.get(s) {
+            return *id;
+        }
+        strings.push(s.to_owned());
+        string_ids.insert(s.to_owned(), strings.len() as i64 - 1);
+        strings.len() as i64 - 1
+    };
+    let cpu_type = ValueType {
+        r#type: string("cpu"),
+        unit: string("nanoseconds"),
+    };
+    let period = 1_000_000_000 / i64::from(SAMPLE_RATE);
+    let mut functions: Vec<Function> = Vec::new();
+    let mut locations: Vec<Location> = Vec::new();
+    let mut location_of: HashMap<String, u64> = HashMap::new();
+    let mut out = Vec::new();
+    for (stack, count) in samples {
+        // Root first from stack_names; pprof wants the leaf first.
+        let frames = crate::cpu::stack_names(stack, names);
+        let ids = frames
+            .iter()
+            .rev()
+            .map(|name| {
+                *location_of.entry(name.clone()).or_insert_with(|| {
+                    let id = locations.len() as u64 + 1;
+                    let name_id = string(name);
+                    functions.push(Function {
+                        id,
+                        name: name_id,
+                        system_name: name_id,
+                        filename: 0,
+                    });
+                    locations.push(Location {
+                        id,
+                        address: 0,
+                        line: vec![Line {
+                            function_id: id,
+                            line: 0,
+                        }],
+                    });
+                    id
+                })
+            })
+            .collect();
+        out.push(Sample {
+            location_id: ids,
+            value: vec![*count as i64 * period],
+        });
     }
-    body
+    PprofProfile {
+        sample_type: vec![cpu_type],
+        sample: out,
+        location: locations,
+        function: functions,
+        string_table: strings,
+        time_nanos: from as i64 * 1_000_000_000,
+        duration_nanos: until.saturating_sub(from) as i64 * 1_000_000_000,
+        period_type: Some(cpu_type),
+        period,
+    }
+}
+
+/// The pprof gzipped, as Pyroscope's agents send it.
+fn gzipped(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
+/// Pushes a CPU profile to Pyroscope's push API (Connect, protobuf), as
+/// Pyroscope's own agents do: `process_cpu:cpu:nanoseconds:cpu:nanoseconds`.
+fn send_cpu(
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    config: &ProfilingConfig,
+    profile: lab_profiles::pprof::PprofProfile,
+) {
+    use lab_profiles::push::{LabelPair, PushRequest, RawProfileSeries, RawSample};
+    use prost::Message;
+    // Pyroscope keeps a sample's id to tell retries apart: one per push.
+    let id = format!(
+        "{}-{}-{}",
+        config.service_name,
+        std::process::id(),
+        profile.time_nanos
+    );
+    let label = |name: &str, value: &str| LabelPair {
+        name: name.into(),
+        value: value.into(),
+    };
+    let request = PushRequest {
+        series: vec![RawProfileSeries {
+            labels: vec![
+                label("__name__", "process_cpu"),
+                label("service_name", &config.service_name),
+                label("service_namespace", &config.namespace),
+            ],
+            samples: vec![RawSample {
+                raw_profile: gzipped(&profile.encode_to_vec()),
+                id,
+            }],
+        }],
+    };
+    let body = request.encode_to_vec();
+    let push = async {
+        client
+            .post(format!("{}/push.v1.PusherService/Push", config.server))
+            .header("content-type", "application/proto")
+            .body(body)
+            .send()
+            .await
+    };
+    match runtime.block_on(push) {
+        Ok(answer) if answer.status().is_success() => {}
+        Ok(answer) => tracing::warn!(
+            "the CPU profile push to {} was refused: {}",
+            config.server,
+            answer.status()
+        ),
+        Err(err) => tracing::warn!("the CPU profile push to {} failed: {err}", config.server),
+    }
 }
 
 fn send(
