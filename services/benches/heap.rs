@@ -111,7 +111,7 @@ fn main() {
     let (cold_mib, warm_mib) = (mib(&cold.in_use), mib(&warm.in_use));
     section.table(&["the pusher's snapshot", "result"]);
     section.row([
-        "first (names every stack from the debug info)".to_owned(),
+        "first (names every stack from the symbol table)".to_owned(),
         format!(
             "{cold_ms:.1} ms, {} stacks, {cold_mib:.1} MiB estimated in use of {kept_first:.1} MiB kept",
             cold.in_use.len()

@@ -36,6 +36,9 @@ pub enum Val {
     Str(String),
 }
 
+/// A series' labels and its raw (Unix milliseconds, value) samples.
+pub type RawSeries = (Labels, Vec<(i64, f64)>);
+
 pub struct Eval<'a, S: SeriesSource + ?Sized> {
     pub source: &'a S,
     /// The evaluation times, Unix milliseconds.
@@ -184,10 +187,7 @@ impl<S: SeriesSource + ?Sized> Eval<'_, S> {
 
     /// The samples a range vector holds at the (one) evaluation time, as
     /// they were stored: Unix milliseconds and value, names kept.
-    pub fn raw_samples(
-        &self,
-        ms: &MatrixSelector,
-    ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, QueryError> {
+    pub fn raw_samples(&self, ms: &MatrixSelector) -> Result<Vec<RawSeries>, QueryError> {
         let range = ms.range.as_millis() as i64;
         let end = self.steps[0] - offset_ms(&ms.vs.offset);
         Ok(self
@@ -201,7 +201,7 @@ impl<S: SeriesSource + ?Sized> Eval<'_, S> {
                     .collect();
                 (labels, points)
             })
-            .filter(|(_, points): &(Labels, Vec<(i64, f64)>)| !points.is_empty())
+            .filter(|(_, points): &RawSeries| !points.is_empty())
             .collect())
     }
 
