@@ -163,7 +163,11 @@ fn start(
                     // oldest.
                     "--max-memory-mib",
                     &BACKEND_MEMORY_MIB.to_string(),
-                ]);
+                ])
+                // glibc gives each busy thread an arena of its own, and
+                // the freed space of a store that evicts all day stays in
+                // them: two arenas keep the backend near what it stores.
+                .env("MALLOC_ARENA_MAX", "2");
             (command, marker)
         }
         Kind::Server | Kind::Requester => {
@@ -181,8 +185,12 @@ fn start(
                     format!("http://127.0.0.1:{}", ports.otlp_grpc),
                 )
                 .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-                .env("OTEL_BSP_SCHEDULE_DELAY", "1000")
-                .env("OTEL_BLRP_SCHEDULE_DELAY", "1000")
+                // Half-second batches: a new lab's first trace, and a
+                // fault's first failing span, are queryable within about
+                // two seconds of `lab up` or the fault (two exports a
+                // second per signal are nothing to the backend).
+                .env("OTEL_BSP_SCHEDULE_DELAY", "500")
+                .env("OTEL_BLRP_SCHEDULE_DELAY", "500")
                 .env("OTEL_METRIC_EXPORT_INTERVAL", "15000")
                 .env("MYTHICAL_LOG_STDOUT", "true")
                 // The backend's query port takes Pyroscope's push API.
