@@ -206,30 +206,22 @@ pub fn stack_names(stack: &[usize], cache: &mut HashMap<usize, String>) -> Vec<S
     let mut names: Vec<String> = stack
         .iter()
         .enumerate()
-        .map(|(i, &ip)| {
-            cache
-                .entry(ip)
-                .or_insert_with(|| {
-                    // A return address points after its call; one byte back
-                    // is inside it. The first frame is where the CPU was.
-                    let at = if i == 0 { ip } else { ip.saturating_sub(1) };
-                    crate::symbols::name(at).unwrap_or_else(|| format!("{at:#x}"))
-                })
-                .clone()
-        })
+        .map(|(i, &ip)| crate::symbols::frame_name(ip, i == 0, cache))
         .collect();
     names.reverse();
     names
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
 
+    /// Burns CPU until `until`, in a frame of its own for the profiles to
+    /// name.
     #[inline(never)]
-    fn spin_the_wheel(until: Instant) -> u64 {
+    pub(crate) fn spin_the_wheel(until: Instant) -> u64 {
         let mut x = 1u64;
         while Instant::now() < until {
             for i in 0..50_000u64 {

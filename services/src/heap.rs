@@ -326,22 +326,14 @@ fn own_frame(name: &str) -> bool {
 
 /// A stack's function names, root first, without the profiler's frames.
 fn stack_names(frames: &[usize], cache: &mut HashMap<usize, String>) -> Vec<String> {
-    let mut leaf_first: Vec<String> = Vec::new();
-    for (i, ip) in frames.iter().enumerate() {
-        if *ip == 0 {
-            // The unwinder's end of the stack, not a frame.
-            continue;
-        }
-        let name = cache.entry(*ip).or_insert_with(|| {
-            // A return address points after the call; one byte back is
-            // inside it (the first frame is the unwinder's own address).
-            let at = if i == 0 { *ip } else { ip.saturating_sub(1) };
-            // Unnamed (JIT-like code, a stripped object): the address, as
-            // pprof shows it, rather than a hole in the stack.
-            crate::symbols::name(at).unwrap_or_else(|| format!("{at:#x}"))
-        });
-        leaf_first.push(name.clone());
-    }
+    let leaf_first = frames
+        .iter()
+        .enumerate()
+        // 0 is the unwinder's end of the stack, not a frame; the first
+        // frame is the unwinder's own address.
+        .filter(|(_, ip)| **ip != 0)
+        .map(|(i, &ip)| crate::symbols::frame_name(ip, i == 0, cache))
+        .collect();
     trimmed(leaf_first)
 }
 

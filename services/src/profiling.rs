@@ -176,14 +176,6 @@ fn unix_seconds() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// One push to `/ingest`: the profile's suffix and query parameters, and
-/// its folded body.
-struct Push<'a> {
-    suffix: &'a str,
-    params: Vec<(&'static str, String)>,
-    body: String,
-}
-
 fn push(
     config: &ProfilingConfig,
     client: &reqwest::Client,
@@ -216,7 +208,6 @@ fn push(
         }
         next_push += PUSH_INTERVAL;
         let until = unix_seconds().max(from + 1);
-        let mut pushes = Vec::new();
         let cpu = std::mem::take(&mut samples);
         if !cpu.is_empty() {
             let profile = cpu_pprof(&cpu, &mut cpu_names, from, until);
@@ -236,19 +227,9 @@ fn push(
                     crate::heap::folded(costs, |c| c.objects)
                 };
                 if !body.is_empty() {
-                    pushes.push(Push {
-                        suffix: profile.suffix,
-                        params: vec![
-                            ("units", profile.units.into()),
-                            ("aggregationType", profile.aggregation.into()),
-                        ],
-                        body,
-                    });
+                    send_heap(&runtime, client, config, profile, body, from, until);
                 }
             }
-        }
-        for one in pushes {
-            send(&runtime, client, config, one, from, until);
         }
         from = until;
         if last {
@@ -383,60 +364,55 @@ fn send_cpu(
             .send()
             .await
     };
-    match runtime.block_on(push) {
-        Ok(answer) if answer.status().is_success() => {}
-        Ok(answer) => tracing::warn!(
-            "the CPU profile push to {} was refused: {}",
-            config.server,
-            answer.status()
-        ),
-        Err(err) => tracing::warn!("the CPU profile push to {} failed: {err}", config.server),
-    }
+    report("cpu", &config.server, runtime.block_on(push));
 }
 
-fn send(
+/// Pushes one heap profile's folded stacks to `/ingest`.
+fn send_heap(
     runtime: &tokio::runtime::Runtime,
     client: &reqwest::Client,
     config: &ProfilingConfig,
-    push: Push,
+    profile: &HeapProfile,
+    body: String,
     from: u64,
     until: u64,
 ) {
     let name = format!(
         "{}.{}{{service_name={},service_namespace={}}}",
-        config.service_name, push.suffix, config.service_name, config.namespace
+        config.service_name, profile.suffix, config.service_name, config.namespace
     );
-    let mut params = vec![
+    let params = [
         ("name", name),
         ("from", from.to_string()),
         ("until", until.to_string()),
+        ("units", profile.units.to_owned()),
+        ("aggregationType", profile.aggregation.to_owned()),
         // The body is folded text, /ingest's default format (Pyroscope
         // knows no `format=folded`).
         ("spyName", "rustspy".to_owned()),
     ];
-    params.extend(push.params);
     // The request's timer belongs to the runtime: built inside it.
     let request = async {
         client
             .post(format!("{}/ingest", config.server))
             .query(&params)
-            .body(push.body)
+            .body(body)
             .send()
             .await
     };
-    match runtime.block_on(request) {
+    report(profile.suffix, &config.server, runtime.block_on(request));
+}
+
+/// Logs a push that failed or was refused; a profile lost is not worth
+/// more than a warning.
+fn report(profile: &str, server: &str, answer: reqwest::Result<reqwest::Response>) {
+    match answer {
         Ok(answer) if answer.status().is_success() => {}
         Ok(answer) => tracing::warn!(
-            "the {} profile push to {} was refused: {}",
-            push.suffix,
-            config.server,
+            "the {profile} profile push to {server} was refused: {}",
             answer.status()
         ),
-        Err(err) => tracing::warn!(
-            "the {} profile push to {} failed: {err}",
-            push.suffix,
-            config.server
-        ),
+        Err(err) => tracing::warn!("the {profile} profile push to {server} failed: {err}"),
     }
 }
 
@@ -460,18 +436,6 @@ mod tests {
         assert_eq!(config.namespace, "mythical");
     }
 
-    #[inline(never)]
-    fn feed_the_owlbear(until: Instant) -> u64 {
-        let mut x = 1u64;
-        while Instant::now() < until {
-            for i in 0..100_000u64 {
-                x = (x ^ i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            }
-            x = std::hint::black_box(x);
-        }
-        x
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stopped_profiler_has_pushed_its_profile_with_the_service_tags() {
         let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -490,7 +454,7 @@ mod tests {
         };
         tokio::task::spawn_blocking(move || {
             let profiler = Profiler::start(&config).unwrap();
-            feed_the_owlbear(Instant::now() + Duration::from_millis(1500));
+            crate::cpu::tests::spin_the_wheel(Instant::now() + Duration::from_millis(1500));
             profiler.stop();
         })
         .await
@@ -514,13 +478,8 @@ mod tests {
             .as_array()
             .into_iter()
             .flatten()
-            .find(|f| {
-                f["name"]
-                    .as_str()
-                    .unwrap_or("")
-                    .ends_with("feed_the_owlbear")
-            })
-            .unwrap_or_else(|| panic!("feed_the_owlbear is not among the hottest: {top}"));
+            .find(|f| f["name"].as_str().unwrap_or("").ends_with("spin_the_wheel"))
+            .unwrap_or_else(|| panic!("spin_the_wheel is not among the hottest: {top}"));
         assert!(
             busy["total"].as_f64().unwrap() > 0.5 * top["total"].as_f64().unwrap(),
             "{top}"

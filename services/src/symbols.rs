@@ -15,6 +15,7 @@
 //! The table is built the first time a name is asked for, on the thread
 //! that asks (a profiler's, never a signal handler).
 
+use std::collections::HashMap;
 use std::ffi::CStr;
 use std::sync::OnceLock;
 
@@ -44,6 +45,21 @@ pub fn get() -> &'static Symbols {
 /// or `None` when no symbol table covers it.
 pub fn name(address: usize) -> Option<String> {
     get().name(address)
+}
+
+/// The name of a stack's frame at `ip`, from `cache` or the symbol table.
+/// A return address points after its call, so one byte back is inside it;
+/// the `leaf` frame's address is where the thread was, taken as it is. An
+/// address no table covers is named by itself, as pprof shows it, rather
+/// than left as a hole in the stack.
+pub fn frame_name(ip: usize, leaf: bool, cache: &mut HashMap<usize, String>) -> String {
+    cache
+        .entry(ip)
+        .or_insert_with(|| {
+            let at = if leaf { ip } else { ip.saturating_sub(1) };
+            name(at).unwrap_or_else(|| format!("{at:#x}"))
+        })
+        .clone()
 }
 
 impl Symbols {

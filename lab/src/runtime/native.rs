@@ -163,11 +163,7 @@ fn start(
                     // oldest.
                     "--max-memory-mib",
                     &BACKEND_MEMORY_MIB.to_string(),
-                ])
-                // glibc gives each busy thread an arena of its own, and
-                // the freed space of a store that evicts all day stays in
-                // them: two arenas keep the backend near what it stores.
-                .env("MALLOC_ARENA_MAX", "2");
+                ]);
             (command, marker)
         }
         Kind::Server | Kind::Requester => {
