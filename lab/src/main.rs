@@ -92,15 +92,25 @@ enum Command {
 #[global_allocator]
 static HEAP: mythical_services::heap::Sampled = mythical_services::heap::Sampled;
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Backend(_)) {
+        // Before the runtime's threads exist, so none of them has an
+        // arena of its own already.
+        cli::backend::limit_arenas();
+    }
+    tokio::runtime::Runtime::new()
+        .expect("starting the async runtime")
+        .block_on(run(cli));
+}
+
+async fn run(cli: Cli) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    let cli = Cli::parse();
     let state_dir = cli.state_dir.clone();
     let result = match cli.command {
         Command::Up(args) => cli::stack::up(state_dir, args).await,

@@ -1,5 +1,7 @@
 //! Load on mythical-server: req/s and latency for GET and POST at
-//! concurrency 1, 16 and 64 with `wrk`, telemetry export on and off, the
+//! concurrency 1, 16 and 64 with `wrk`, telemetry export on (traces, logs
+//! and metrics over OTLP, CPU and heap profiles pushed to the lab's
+//! backend every 10 s, as in a lab) and off, the
 //! server's RSS, and `pgbench` running the same single-row INSERT as the
 //! ceiling for POST; the ratios and the goals judged from those figures.
 //! Prints its section of BENCHMARKS.md (and writes it under
@@ -63,6 +65,9 @@ fn main() {
         "BENCH_FSYNC is on or off, not {fsync:?}"
     );
     let durable = fsync == "on";
+    // The server's database pool (16 by default; 32 lets every wrk
+    // connection of concurrency 16 and half of 64 hold one at once).
+    let pool: u32 = section.setting("BENCH_POOL", 32);
     require("wrk", "install it with `apt-get install wrk`");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -76,13 +81,24 @@ fn main() {
     }
     .expect("a test Postgres (PostgreSQL binaries needed)");
     let otlp = runtime.block_on(OtlpReceiver::start_counting()).unwrap();
+    // The lab's own backend takes the profiles, as in a native lab.
+    let profiles = runtime
+        .block_on(lab_backend::start(lab_backend::BackendConfig {
+            query: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            otlp_grpc: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            otlp_http: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            generator: None,
+            ..lab_backend::BackendConfig::default()
+        }))
+        .expect("the embedded backend starts");
+    let profiles_url = profiles.query_url();
     let script = std::env::temp_dir().join("lab-bench-post.lua");
     std::fs::write(&script, POST_SCRIPT).unwrap();
 
     // Both servers run side by side and the runs alternate off/on, so
     // neither gets the machine's better moments (or Postgres' checkpoints).
-    let mut off = start_server(&pg, "off", &otlp.endpoint());
-    let mut on = start_server(&pg, "on", &otlp.endpoint());
+    let mut off = start_server(&pg, pool, "off", &otlp.endpoint(), &profiles_url);
+    let mut on = start_server(&pg, pool, "on", &otlp.endpoint(), &profiles_url);
     // GETs read a ten-row table, as a live lab's tables are small.
     pg.psql("TRUNCATE unicorn").unwrap();
     pg.psql("INSERT INTO unicorn (name) SELECT 'seed_' || g FROM generate_series(1, 10) g")
@@ -160,7 +176,7 @@ fn main() {
     // A collector that is not there: export fails every time; requests must
     // not slow down and memory must stay bounded.
     let dead_endpoint = format!("http://127.0.0.1:{}", free_port());
-    let mut dead = start_server(&pg, "on", &dead_endpoint);
+    let mut dead = start_server(&pg, pool, "on", &dead_endpoint, &dead_endpoint);
     let dead_run = wrk(
         &format!("http://127.0.0.1:{}/unicorn", dead.1),
         64,
@@ -273,11 +289,13 @@ fn main() {
         ),
     ]);
     let counts = otlp.receiver.counts();
+    let pushed = profiles.backend.store().stats().profiles;
     section.paragraph(format!(
-        "The telemetry-on server exported {} spans and {} log records to the receiver.",
+        "The telemetry-on server exported {} spans and {} log records to the receiver, and {pushed} profiles (CPU and heap) to the backend.",
         thousands(counts.spans.load(std::sync::atomic::Ordering::Relaxed)),
         thousands(counts.logs.load(std::sync::atomic::Ordering::Relaxed))
     ));
+    assert!(pushed > 0, "the telemetry-on server pushed no profile");
     section.finish();
 }
 
@@ -313,20 +331,27 @@ fn require(program: &str, how: &str) {
     assert!(found, "`{program}` is not installed: {how}");
 }
 
-fn start_server(pg: &TestPostgres, telemetry: &str, endpoint: &str) -> (Child, u16) {
+fn start_server(
+    pg: &TestPostgres,
+    pool: u32,
+    telemetry: &str,
+    endpoint: &str,
+    profiles: &str,
+) -> (Child, u16) {
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_mythical-server"));
     command
         .envs(pg.env())
         .env("MYTHICAL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("MYTHICAL_DATABASE_POOL_SIZE", "32")
+        .env("MYTHICAL_DATABASE_POOL_SIZE", pool.to_string())
         .stdout(Stdio::null());
     if telemetry == "off" {
         command.env("OTEL_SDK_DISABLED", "true");
     } else {
         command
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            .env("PYROSCOPE_SERVER_ADDRESS", profiles);
     }
     let mut child = command.spawn().expect("starting mythical-server");
     let url = format!("http://127.0.0.1:{port}/healthz");

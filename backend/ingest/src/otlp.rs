@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use lab_signals::{
-    AttrValue, Attributes, Exemplar, Labels, LogEntry, MetricMetadata, MetricType, Resource,
+    AttrValue, Attributes, Exemplar, Labels, LogEntry, MetricMetadata, MetricType, Name, Resource,
     Sample, Span, SpanEvent, SpanId, SpanKind, SpanLink, StatusCode, TraceId,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -131,7 +131,7 @@ fn json_text(value: &any_value::Value) -> String {
 fn attributes(kvs: &[KeyValue]) -> Attributes {
     Attributes(
         kvs.iter()
-            .map(|kv| (kv.key.clone(), attr_value(kv.value.as_ref())))
+            .map(|kv| (Name::new(&kv.key), attr_value(kv.value.as_ref())))
             .collect(),
     )
 }

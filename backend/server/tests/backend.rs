@@ -339,3 +339,53 @@ async fn memory_stays_within_the_size_bound_under_a_steady_stream() {
     );
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn its_own_metrics_show_what_it_holds_against_its_bound() {
+    let mut settings = config(None);
+    settings.limits.max_bytes = 8 * 1024 * 1024;
+    let backend = lab_backend::start(settings).await.unwrap();
+    let written = lab_backend::params::now_nanos() - 90 * 1_000_000_000;
+    let body = format!(
+        r#"{{"streams":[{{"stream":{{"job":"own"}},"values":[["{written}","an old line"],["{}","a new line"]]}}]}}"#,
+        written + 80 * 1_000_000_000
+    );
+    let pushed = reqwest::Client::new()
+        .post(format!("http://{}/loki/api/v1/push", backend.query))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(pushed.status().is_success(), "{}", pushed.status());
+
+    let response = reqwest::get(format!("{}/metrics", backend.query_url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let value = |sample: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {sample} in:\n{text}"))
+    };
+    assert_eq!(
+        value("lab_backend_max_stored_bytes "),
+        8.0 * 1024.0 * 1024.0
+    );
+    assert_eq!(value("lab_backend_stored_items{kind=\"log_lines\"} "), 2.0);
+    assert_eq!(value("lab_backend_stored_items{kind=\"spans\"} "), 0.0);
+    let logs = value("lab_backend_stored_bytes{signal=\"logs\"} ");
+    assert!(
+        logs > 0.0 && logs < 8192.0,
+        "two short lines held as {logs} bytes"
+    );
+    assert_eq!(value("lab_backend_stored_bytes{signal=\"traces\"} "), 0.0);
+    let reach = value("lab_backend_oldest_age_seconds{signal=\"logs\"} ");
+    assert!((89.0..120.0).contains(&reach), "logs reach back {reach} s");
+    assert_eq!(
+        value("lab_backend_oldest_age_seconds{signal=\"traces\"} "),
+        0.0
+    );
+    assert!(text.contains("# TYPE lab_backend_stored_bytes gauge"));
+}

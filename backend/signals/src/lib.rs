@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+mod name;
+pub use name::Name;
+
 /// Nanoseconds since the Unix epoch (spans and log lines).
 pub type UnixNanos = i64;
 /// Milliseconds since the Unix epoch (metric samples, as Prometheus keeps them).
@@ -62,7 +65,7 @@ impl fmt::Display for AttrValue {
 
 /// Key/value attributes in the order they arrived.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Attributes(pub Vec<(String, AttrValue)>);
+pub struct Attributes(pub Vec<(Name, AttrValue)>);
 
 impl Attributes {
     pub fn get(&self, key: &str) -> Option<&AttrValue> {
@@ -283,12 +286,13 @@ impl Trace {
 /// A label set, sorted by name, names unique: a Loki stream's identity or a
 /// Prometheus series' identity (with `__name__`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(Vec<(Name, String)>);
 
 impl Labels {
     /// Sorts by name; a later duplicate name wins.
-    pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Labels {
-        let mut pairs: Vec<(String, String)> = pairs.into_iter().collect();
+    pub fn new<N: Into<Name>>(pairs: impl IntoIterator<Item = (N, String)>) -> Labels {
+        let mut pairs: Vec<(Name, String)> =
+            pairs.into_iter().map(|(k, v)| (k.into(), v)).collect();
         pairs.reverse();
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         pairs.dedup_by(|a, b| a.0 == b.0);
@@ -296,7 +300,7 @@ impl Labels {
     }
 
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Labels {
-        Labels::new(pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())))
+        Labels::new(pairs.into_iter().map(|(k, v)| (Name::new(k), v.to_owned())))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -310,6 +314,11 @@ impl Labels {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// The names, shared (see `Name`), with their values.
+    pub fn names(&self) -> impl Iterator<Item = (&Name, &str)> {
+        self.0.iter().map(|(k, v)| (k, v.as_str()))
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -321,7 +330,7 @@ impl Labels {
     /// A copy with `name` set to `value` (or added).
     pub fn with(&self, name: &str, value: &str) -> Labels {
         let mut pairs = self.0.clone();
-        pairs.push((name.to_owned(), value.to_owned()));
+        pairs.push((Name::new(name), value.to_owned()));
         Labels::new(pairs)
     }
 
@@ -331,7 +340,7 @@ impl Labels {
     }
 
     pub fn into_pairs(self) -> Vec<(String, String)> {
-        self.0
+        self.0.into_iter().map(|(k, v)| (k.into(), v)).collect()
     }
 }
 

@@ -88,7 +88,6 @@ fn parse_scrape(spec: &str, interval: Duration) -> Result<ScrapeTarget> {
 }
 
 pub async fn run(args: BackendArgs) -> Result<()> {
-    limit_arenas();
     let running = lab_backend::start(args.config()?)
         .await
         .context("starting the embedded backend")?;
@@ -108,7 +107,7 @@ pub async fn run(args: BackendArgs) -> Result<()> {
 /// store that evicts all day frees stays spread over them: two arenas keep
 /// the backend near what it stores (106 MB against 81 MB of PSS after ten
 /// minutes of a native lab), wherever it runs.
-fn limit_arenas() {
+pub fn limit_arenas() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets an allocator parameter.
     unsafe {

@@ -9,13 +9,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use futures_util::future::LocalBoxFuture;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::{now_secs, process};
 use crate::plan::{self, Component, Health, Kind, Ports};
 use crate::state::{LabState, Running, StateDir};
 
-/// The embedded backend's share of the lab's memory, in MiB of stored data.
+/// The embedded backend's share of the lab's memory: MiB of heap for the
+/// telemetry it stores, counted as malloc hands it out.
 const BACKEND_MEMORY_MIB: usize = 32;
 
 /// What `lab up` was asked for.
@@ -44,8 +46,8 @@ fn choose_ports() -> Ports {
     }
 }
 
-/// Brings the stack up in dependency order; on failure or Ctrl-C, stops
-/// what it started.
+/// Brings the stack up, each component once what it depends on is healthy;
+/// on failure or Ctrl-C, stops what it started.
 pub async fn up(state: &StateDir, options: &UpOptions) -> Result<LabState> {
     if let Some(existing) = state.load()? {
         let alive = existing
@@ -77,21 +79,60 @@ pub async fn up(state: &StateDir, options: &UpOptions) -> Result<LabState> {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let result = async {
-        for component in &plan {
-            let bar = bars.add(ProgressBar::new_spinner());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {prefix:<20} {msg}")
-                    .expect("a valid template"),
-            );
-            bar.set_prefix(component.name);
-            bar.set_message("starting");
-            bar.enable_steady_tick(Duration::from_millis(100));
-            let started = Instant::now();
-            let running = start(state, component, &ports, &bindir, &token, options)?;
-            lab.components.push(running);
-            state.save(&lab)?;
-            wait_healthy(component, lab.components.last().expect("just pushed")).await?;
-            bar.finish_with_message(format!("healthy ({:.1}s)", started.elapsed().as_secs_f64()));
+        // Each component starts as soon as everything it depends on is
+        // healthy, so Postgres (with its initdb) and the backend come up
+        // side by side rather than one after the other.
+        let bindir = bindir.as_path();
+        let mut waiting: Vec<&Component> = plan.iter().collect();
+        let mut ready: Vec<&str> = Vec::new();
+        let mut steps =
+            futures_util::stream::FuturesUnordered::<LocalBoxFuture<Result<Step>>>::new();
+        loop {
+            let (now, later): (Vec<&Component>, Vec<&Component>) = waiting
+                .into_iter()
+                .partition(|c| c.depends_on.iter().all(|d| ready.contains(d)));
+            waiting = later;
+            for component in now {
+                let bar = bars.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix:<20} {msg}")
+                        .expect("a valid template"),
+                );
+                bar.set_prefix(component.name);
+                bar.set_message("starting");
+                bar.enable_steady_tick(Duration::from_millis(100));
+                let started = Instant::now();
+                steps.push(Box::pin(async move {
+                    if component.kind == Kind::Postgres {
+                        bar.set_message("initdb");
+                        initdb_if_new(state, bindir).await?;
+                    }
+                    Ok(Step::Prepared(component, bar, started))
+                }));
+            }
+            match futures_util::StreamExt::next(&mut steps).await {
+                Some(step) => match step? {
+                    Step::Prepared(component, bar, started) => {
+                        let running = start(state, component, &ports, bindir, &token, options)?;
+                        lab.components.push(running.clone());
+                        state.save(&lab)?;
+                        steps.push(Box::pin(async move {
+                            wait_healthy(component, &running).await?;
+                            bar.finish_with_message(format!(
+                                "healthy ({:.1}s)",
+                                started.elapsed().as_secs_f64()
+                            ));
+                            Ok(Step::Healthy(component.name))
+                        }));
+                    }
+                    Step::Healthy(name) => ready.push(name),
+                },
+                None if waiting.is_empty() => break,
+                None => bail!(
+                    "nothing can start {:?}: they depend on components the plan does not have",
+                    waiting.iter().map(|c| c.name).collect::<Vec<_>>()
+                ),
+            }
         }
         anyhow::Ok(())
     };
@@ -241,30 +282,49 @@ fn start(
     })
 }
 
-/// `postgres -D <data>` on a loopback port, after initdb on first up; as
-/// the postgres user when the lab runs as root.
+/// Where a component is on its way up.
+enum Step<'a> {
+    /// Ready to be spawned (Postgres once its data folder exists).
+    Prepared(&'a Component, ProgressBar, Instant),
+    /// Spawned and answering its health check.
+    Healthy(&'static str),
+}
+
+/// initdb into the state folder on the first up, as the postgres user when
+/// the lab runs as root; run as a child the lab awaits, so the other
+/// components start meanwhile.
+async fn initdb_if_new(state: &StateDir, bindir: &std::path::Path) -> Result<()> {
+    let data = state.postgres_data();
+    if data.join("PG_VERSION").exists() {
+        return Ok(());
+    }
+    let user = process::postgres_user();
+    std::fs::create_dir_all(&data)?;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(&data, Some(uid), Some(gid))?;
+    }
+    let mut initdb = tokio::process::Command::new(bindir.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(&data)
+        .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8"])
+        .kill_on_drop(true);
+    if let Some((uid, gid)) = user {
+        initdb.uid(uid).gid(gid);
+    }
+    let out = initdb.output().await.context("cannot run initdb")?;
+    if !out.status.success() {
+        bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// `postgres -D <data>` on a loopback port, as the postgres user when the
+/// lab runs as root.
 fn postgres_command(state: &StateDir, bindir: &std::path::Path, port: u16) -> Result<Command> {
     let data = state.postgres_data();
     let user = process::postgres_user();
-    if !data.join("PG_VERSION").exists() {
-        std::fs::create_dir_all(&data)?;
-        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(&data, Some(uid), Some(gid))?;
-        }
-        let mut initdb = Command::new(bindir.join("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8"]);
-        if let Some((uid, gid)) = user {
-            initdb.uid(uid).gid(gid);
-        }
-        let out = initdb.output().context("cannot run initdb")?;
-        if !out.status.success() {
-            bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
     let mut postgres = Command::new(bindir.join("postgres"));
     postgres.arg("-D").arg(&data).args([
         "-p",

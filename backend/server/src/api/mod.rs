@@ -25,11 +25,84 @@ use crate::backend::Backend;
 pub fn router(backend: Arc<Backend>) -> Router {
     Router::new()
         .route("/ready", get(|| async { "ready" }))
+        .route("/metrics", get(own_metrics))
         .merge(tempo::routes())
         .merge(loki::routes())
         .merge(prom::routes())
         .merge(pyroscope::routes())
         .with_state(backend)
+}
+
+/// The backend's own figures in Prometheus' text format, as Tempo, Loki
+/// and Mimir each answer on `/metrics`: what the store holds against its
+/// bound, so a lab's memory can be read beside the process' own.
+async fn own_metrics(
+    axum::extract::State(backend): axum::extract::State<Arc<Backend>>,
+) -> Response {
+    let store = backend.store();
+    let stats = store.stats();
+    let by_signal = [
+        ("{signal=\"traces\"}", store.traces().bytes()),
+        ("{signal=\"logs\"}", store.logs().bytes()),
+        ("{signal=\"metrics\"}", store.metrics().bytes()),
+        ("{signal=\"profiles\"}", store.profiles().bytes()),
+    ];
+    let now = crate::params::now_nanos();
+    let age =
+        |oldest: Option<i64>| oldest.map_or(0, |t| ((now - t).max(0) / 1_000_000_000) as usize);
+    let ages = [
+        ("{signal=\"traces\"}", age(store.traces().oldest())),
+        ("{signal=\"logs\"}", age(store.logs().oldest())),
+        (
+            "{signal=\"metrics\"}",
+            age(store.metrics().oldest().map(|ms| ms * 1_000_000)),
+        ),
+        ("{signal=\"profiles\"}", age(store.profiles().oldest())),
+    ];
+    let mut text = String::new();
+    let mut family = |name: &str, help: &str, samples: &[(&str, usize)]| {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (labels, value) in samples {
+            text.push_str(&format!("{name}{labels} {value}\n"));
+        }
+    };
+    family(
+        "lab_backend_stored_bytes",
+        "Estimated heap bytes of the stored telemetry by signal; their sum is what the size bound counts.",
+        &by_signal,
+    );
+    family(
+        "lab_backend_max_stored_bytes",
+        "The size bound: past it the oldest telemetry is dropped.",
+        &[("", backend.limits().max_bytes)],
+    );
+    family(
+        "lab_backend_oldest_age_seconds",
+        "How far back the stored telemetry reaches, by signal (0 when none is stored).",
+        &ages,
+    );
+    family(
+        "lab_backend_stored_items",
+        "Stored items by kind.",
+        &[
+            ("{kind=\"traces\"}", stats.traces),
+            ("{kind=\"spans\"}", stats.spans),
+            ("{kind=\"log_streams\"}", stats.log_streams),
+            ("{kind=\"log_lines\"}", stats.log_lines),
+            ("{kind=\"series\"}", stats.series),
+            ("{kind=\"samples\"}", stats.samples),
+            ("{kind=\"profile_series\"}", stats.profile_series),
+            ("{kind=\"profiles\"}", stats.profiles),
+        ],
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// What the three backends' buildinfo endpoints answer, filled with the

@@ -24,14 +24,13 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn insert(&mut self, labels: Labels, entry: LogEntry) {
-        let bytes = footprint::log_entry(&entry);
-        self.bytes += bytes;
+        let own = footprint::log_entry(&entry);
         self.line_count += 1;
         let slot = match self.index.get(&labels) {
             Some(&slot) => slot,
             None => {
                 let slot = self.streams.len();
-                self.bytes += footprint::labels(&labels);
+                self.bytes += footprint::keyed_labels::<StoredStream>(&labels);
                 self.index.insert(labels.clone(), slot);
                 self.streams.push(StoredStream {
                     labels,
@@ -42,7 +41,7 @@ impl LogStore {
             }
         };
         let stream = &mut self.streams[slot];
-        stream.bytes += bytes;
+        let before = footprint::buffer::<LogEntry>(stream.entries.capacity());
         // Lines nearly always arrive in order; the rare late one is placed
         // where it belongs so every stream stays sorted.
         if stream.entries.last().is_none_or(|last| last.ts <= entry.ts) {
@@ -51,6 +50,9 @@ impl LogStore {
             let at = stream.entries.partition_point(|e| e.ts <= entry.ts);
             stream.entries.insert(at, entry);
         }
+        let bytes = own + footprint::buffer::<LogEntry>(stream.entries.capacity()) - before;
+        stream.bytes += bytes;
+        self.bytes += bytes;
     }
 
     pub fn line_count(&self) -> usize {
@@ -79,8 +81,14 @@ impl LogStore {
         for stream in &mut self.streams {
             let old = stream.entries.partition_point(|e| e.ts < cutoff);
             if old > 0 {
-                let gone: usize = stream.entries[..old].iter().map(footprint::log_entry).sum();
+                let before = footprint::buffer::<LogEntry>(stream.entries.capacity());
+                let mut gone: usize = stream.entries[..old].iter().map(footprint::log_entry).sum();
                 stream.entries.drain(..old);
+                // A stream that shed most of its lines gives the room back.
+                if stream.entries.len() < stream.entries.capacity() / 4 {
+                    stream.entries.shrink_to_fit();
+                }
+                gone += before - footprint::buffer::<LogEntry>(stream.entries.capacity());
                 stream.bytes -= gone;
                 freed += gone;
                 self.line_count -= old;
@@ -88,7 +96,7 @@ impl LogStore {
         }
         if self.streams.iter().any(|s| s.entries.is_empty()) {
             for stream in self.streams.iter().filter(|s| s.entries.is_empty()) {
-                freed += footprint::labels(&stream.labels);
+                freed += stream.bytes + footprint::keyed_labels::<StoredStream>(&stream.labels);
             }
             self.streams.retain(|s| !s.entries.is_empty());
             self.index = self

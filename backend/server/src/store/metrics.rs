@@ -33,7 +33,7 @@ impl MetricStore {
             return slot;
         }
         let slot = self.series.len();
-        self.bytes += footprint::labels(&labels);
+        self.bytes += footprint::keyed_labels::<StoredSeries>(&labels);
         self.index.insert(labels.clone(), slot);
         self.series.push(StoredSeries {
             labels,
@@ -46,6 +46,7 @@ impl MetricStore {
     pub fn insert_sample(&mut self, labels: Labels, sample: Sample) {
         let slot = self.slot(labels);
         let samples = &mut self.series[slot].samples;
+        let before = footprint::buffer::<Sample>(samples.capacity());
         match samples.last() {
             // A repeated timestamp (the same scrape stored twice) replaces.
             Some(last) if last.t == sample.t => {
@@ -64,7 +65,7 @@ impl MetricStore {
             _ => samples.push(sample),
         }
         self.sample_count += 1;
-        self.bytes += std::mem::size_of::<Sample>();
+        self.bytes += footprint::buffer::<Sample>(samples.capacity()) - before;
     }
 
     pub fn insert_exemplar(&mut self, labels: Labels, exemplar: Exemplar) {
@@ -112,9 +113,16 @@ impl MetricStore {
         let mut freed = 0;
         for series in &mut self.series {
             let old = series.samples.partition_point(|s| s.t < cutoff);
-            series.samples.drain(..old);
-            self.sample_count -= old;
-            freed += old * std::mem::size_of::<Sample>();
+            if old > 0 {
+                let before = footprint::buffer::<Sample>(series.samples.capacity());
+                series.samples.drain(..old);
+                // A series that shed most of its samples gives the room back.
+                if series.samples.len() < series.samples.capacity() / 4 {
+                    series.samples.shrink_to_fit();
+                }
+                self.sample_count -= old;
+                freed += before - footprint::buffer::<Sample>(series.samples.capacity());
+            }
             let old = series.exemplars.partition_point(|e| e.t < cutoff);
             freed += series.exemplars[..old]
                 .iter()
@@ -132,7 +140,8 @@ impl MetricStore {
                 .iter()
                 .filter(|s| s.samples.is_empty() && s.exemplars.is_empty())
             {
-                freed += footprint::labels(&series.labels);
+                freed += footprint::buffer::<Sample>(series.samples.capacity())
+                    + footprint::keyed_labels::<StoredSeries>(&series.labels);
             }
             self.series
                 .retain(|s| !(s.samples.is_empty() && s.exemplars.is_empty()));

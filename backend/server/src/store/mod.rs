@@ -23,8 +23,9 @@ pub use traces::TraceStore;
 pub struct Limits {
     /// Data older than this is dropped.
     pub retention: Duration,
-    /// Approximate heap bytes of stored data across the four signals; the
-    /// oldest data goes first when it is exceeded.
+    /// Heap bytes of stored data across the four signals, counted as
+    /// malloc hands them out; the oldest data goes first when it is
+    /// exceeded.
     pub max_bytes: usize,
 }
 

@@ -26,22 +26,27 @@ pub struct TraceStore {
 
 impl TraceStore {
     pub fn insert(&mut self, span: Span) {
-        let bytes = footprint::span(&span);
-        self.bytes += bytes;
+        let own = footprint::span(&span);
         self.span_count += 1;
         let id = span.trace_id;
-        match self.traces.get_mut(&id) {
+        let bytes = match self.traces.get_mut(&id) {
             Some(stored) => {
                 if span.start < stored.start {
                     self.by_start.remove(&(stored.start, id));
                     stored.start = span.start;
                     self.by_start.insert((stored.start, id));
                 }
-                stored.bytes += bytes;
-                stored.trace.spans.push(span);
+                let spans = &mut stored.trace.spans;
+                let before = footprint::buffer::<Span>(spans.capacity());
+                spans.push(span);
+                let grown = footprint::buffer::<Span>(spans.capacity()) - before;
+                stored.bytes += own + grown;
+                own + grown
             }
             None => {
                 self.by_start.insert((span.start, id));
+                let bytes =
+                    own + footprint::buffer::<Span>(1) + footprint::trace_entry::<StoredTrace>();
                 self.traces.insert(
                     id,
                     StoredTrace {
@@ -53,8 +58,10 @@ impl TraceStore {
                         },
                     },
                 );
+                bytes
             }
-        }
+        };
+        self.bytes += bytes;
     }
 
     pub fn get(&self, id: &TraceId) -> Option<&Trace> {

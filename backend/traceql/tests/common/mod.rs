@@ -51,7 +51,7 @@ fn span(
         attributes: Attributes(
             attrs
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
+                .map(|(k, v)| ((*k).into(), v.clone()))
                 .collect(),
         ),
         events: Vec::new(),
