@@ -80,6 +80,7 @@ impl Symbols {
                 file.dynamic_symbols()
                     .for_each(|symbol| add(&mut functions, loaded.bias, symbol));
             }
+            release(data);
         }
         functions.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
         functions.dedup_by_key(|f| f.start);
@@ -173,6 +174,22 @@ fn loaded_objects() -> Vec<Loaded> {
         );
     }
     found
+}
+
+/// Lets the kernel take back the pages that reading the symbol tables
+/// touched (a few MB of a program's `.symtab` and `.strtab`, otherwise
+/// counted in the process's resident memory for good): the mapping stays,
+/// and naming a frame later reads back only the page of its name.
+fn release(data: &'static [u8]) {
+    // SAFETY: advice on a read-only private mapping that is never written,
+    // so dropped pages come back unchanged from the file when read.
+    unsafe {
+        libc::madvise(
+            data.as_ptr() as *mut libc::c_void,
+            data.len(),
+            libc::MADV_DONTNEED,
+        );
+    }
 }
 
 /// The whole file, mapped read-only for the life of the process.
