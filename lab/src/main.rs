@@ -94,10 +94,10 @@ static HEAP: mythical_services::heap::Sampled = mythical_services::heap::Sampled
 
 fn main() {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Backend(_)) {
+    if matches!(cli.command, Command::Backend(_) | Command::Service { .. }) {
         // Before the runtime's threads exist, so none of them has an
         // arena of its own already.
-        cli::backend::limit_arenas();
+        mythical_services::heap::limit_arenas();
     }
     tokio::runtime::Runtime::new()
         .expect("starting the async runtime")

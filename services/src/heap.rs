@@ -388,6 +388,20 @@ pub fn folded(costs: &[StackCost], value: impl Fn(&StackCost) -> u64) -> String 
     body
 }
 
+/// Two malloc arenas for the whole process, called before its threads
+/// start. glibc gives each busy thread an arena of its own, and what is
+/// freed stays spread over them: the backend, whose store evicts all day,
+/// held 106 MB of PSS against 81 MB with two after ten minutes of a lab,
+/// and a service under load 33 MB of RSS against 30 with its export and
+/// profiler threads.
+pub fn limit_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,18 +103,6 @@ pub async fn run(args: BackendArgs) -> Result<()> {
     Ok(())
 }
 
-/// glibc gives each busy thread a malloc arena of its own, and the space a
-/// store that evicts all day frees stays spread over them: two arenas keep
-/// the backend near what it stores (106 MB against 81 MB of PSS after ten
-/// minutes of a native lab), wherever it runs.
-pub fn limit_arenas() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets an allocator parameter.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

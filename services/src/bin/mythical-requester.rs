@@ -8,8 +8,12 @@ use mythical_services::telemetry::Telemetry;
 #[global_allocator]
 static HEAP: mythical_services::heap::Sampled = mythical_services::heap::Sampled;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    mythical_services::heap::limit_arenas();
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     mythical_services::init_console_log();
     let config = RequesterConfig::from_env()?;
     let telemetry = Telemetry::init("mythical-requester", None)?;
