@@ -115,6 +115,9 @@ pub async fn up(state: &StateDir, options: &UpOptions) -> Result<LabState> {
                     Step::Prepared(component, bar, started) => {
                         let running = start(state, component, &ports, bindir, &token, options)?;
                         lab.components.push(running.clone());
+                        // Recorded in the plan's order, whichever came up first.
+                        lab.components
+                            .sort_by_key(|c| plan.iter().position(|p| p.name == c.name));
                         state.save(&lab)?;
                         steps.push(Box::pin(async move {
                             wait_healthy(component, &running).await?;
