@@ -88,12 +88,7 @@ fn main() {
     let components = status["components"]
         .as_array()
         .expect("components in `lab status --json`");
-    let query = components
-        .iter()
-        .find(|c| c["name"] == "backend")
-        .and_then(|c| c["endpoints"]["query"].as_str())
-        .expect("the native lab's backend")
-        .to_owned();
+    let query = backend_query(&status);
 
     eprintln!(
         "up in {:.2} s, first trace at {:.2} s; {minutes} min of traffic before the memory is read",
@@ -260,6 +255,16 @@ fn backend_figures(query: &str) -> Vec<(String, f64)> {
 /// `UP_ROUNDS + 1`).
 const UP_ROUNDS: usize = 2;
 
+/// The backend's query URL in `lab status --json`.
+fn backend_query(status: &Value) -> String {
+    status["components"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "backend"))
+        .and_then(|c| c["endpoints"]["query"].as_str())
+        .expect("the native lab's backend")
+        .to_owned()
+}
+
 /// `lab up` on a fresh state folder: how long it took, how long until the
 /// first trace was queryable, and `lab status --json` then.
 fn bring_up(lab: &LabCli) -> (Duration, Duration, Value) {
@@ -267,12 +272,7 @@ fn bring_up(lab: &LabCli) -> (Duration, Duration, Value) {
     lab.ok(&["up", "--runtime", "native"]);
     let up_time = started.elapsed();
     let status: Value = serde_json::from_str(&lab.ok(&["status", "--json"])).unwrap();
-    let query = status["components"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "backend"))
-        .and_then(|c| c["endpoints"]["query"].as_str())
-        .expect("the native lab's backend")
-        .to_owned();
+    let query = backend_query(&status);
     let first_trace = loop {
         let out = Command::new("curl")
             .args(["-fsS", &format!("{query}/api/search?q=%7B%7D&limit=1")])
