@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, Mount as EngineMount, MountType,
-    NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, ContainerSummary, EndpointSettings, HostConfig, Mount as EngineMount,
+    MountType, NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
@@ -19,7 +19,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::spec::{ContainerSpec, LabIdentity, Source};
+use super::spec::{ContainerSpec, LABEL_COMPONENT, LabIdentity, Source};
 
 #[derive(Clone)]
 pub struct Engine {
@@ -319,21 +319,8 @@ impl Engine {
         out
     }
 
-    /// Removes every container, the network and (with `volumes`) the
-    /// volumes carrying this lab's label; returns what it removed.
-    pub async fn remove_lab(&self, lab: &LabIdentity, volumes: bool) -> Result<Removed> {
-        let filters = HashMap::from([("label".to_owned(), vec![lab.filter()])]);
-        let mut removed = Removed::default();
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await
-            .context("cannot list the lab's containers")?;
-        // Stop them together: each may take Postgres' or Tempo's shutdown time.
+    /// Stops and removes `containers` together; how many went.
+    async fn remove_containers(&self, containers: &[&ContainerSummary]) -> Result<usize> {
         let stops = containers.iter().filter_map(|c| c.id.clone()).map(|id| {
             let docker = self.docker.clone();
             async move {
@@ -357,9 +344,42 @@ impl Engine {
                     .await
             }
         });
+        let mut removed = 0;
         for result in futures_util::future::join_all(stops).await {
             result.context("cannot remove a container of the lab")?;
-            removed.containers += 1;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Removes every container, the network and (with `volumes`) the
+    /// volumes carrying this lab's label; returns what it removed.
+    pub async fn remove_lab(&self, lab: &LabIdentity, volumes: bool) -> Result<Removed> {
+        let filters = HashMap::from([("label".to_owned(), vec![lab.filter()])]);
+        let mut removed = Removed::default();
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+            .context("cannot list the lab's containers")?;
+        // Two waves, as the native runtime stops them: the services first,
+        // so their last telemetry still reaches a collector that runs (an
+        // exporter's flush to a container already gone waits out its
+        // timeout, not a refused connection); then everything else. Within
+        // a wave, together: each may take Postgres' or Tempo's shutdown time.
+        let is_service = |c: &ContainerSummary| {
+            c.labels
+                .as_ref()
+                .and_then(|labels| labels.get(LABEL_COMPONENT))
+                .is_some_and(|component| component.starts_with("mythical-"))
+        };
+        let (services, others): (Vec<_>, Vec<_>) = containers.iter().partition(|c| is_service(c));
+        for wave in [services, others] {
+            removed.containers += self.remove_containers(&wave).await?;
         }
         for network in self
             .docker
