@@ -1,18 +1,8 @@
-//! `lab`: parses the command line and dispatches; the work is in the
-//! command modules and the libraries.
+//! `lab`: parses the command line and hands each command to its adapter in
+//! `cli`, which calls the `lab` library. Nothing in the library knows this
+//! binary exists; the console is the library's other adapter.
 
 mod cli;
-mod console;
-mod diagnose;
-mod faults;
-mod grafana;
-mod guide;
-mod plan;
-mod query;
-mod render;
-mod runtime;
-mod scenario;
-mod state;
 
 use clap::{Parser, Subcommand};
 
@@ -136,15 +126,5 @@ async fn run(cli: Cli) {
     if let Err(err) = result {
         eprintln!("lab: {err:#}");
         std::process::exit(1);
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

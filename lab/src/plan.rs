@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
-/// What a component is; a runtime knows how to start each kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a component is; a runtime knows how to start each kind. A lab runs
+/// at most one component of each kind, so the kind is also its identity:
+/// its name in `lab status`, its log file, its container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Postgres,
     /// The TCP fault proxy between mythical-server and Postgres
@@ -22,8 +24,60 @@ pub enum Kind {
     Grafana,
 }
 
+impl Kind {
+    pub const ALL: [Kind; 11] = [
+        Kind::Postgres,
+        Kind::Proxy,
+        Kind::Backend,
+        Kind::Server,
+        Kind::Requester,
+        Kind::Alloy,
+        Kind::Tempo,
+        Kind::Loki,
+        Kind::Mimir,
+        Kind::Pyroscope,
+        Kind::Grafana,
+    ];
+
+    /// Its name, as people and the state file call it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Postgres => "postgres",
+            Kind::Proxy => "db-proxy",
+            Kind::Backend => "backend",
+            Kind::Server => "mythical-server",
+            Kind::Requester => "mythical-requester",
+            Kind::Alloy => "alloy",
+            Kind::Tempo => "tempo",
+            Kind::Loki => "loki",
+            Kind::Mimir => "mimir",
+            Kind::Pyroscope => "pyroscope",
+            Kind::Grafana => "grafana",
+        }
+    }
+
+    /// The kind named `name`, if any is.
+    pub fn named(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// The two mythical services, which send telemetry and take faults
+    /// through an admin API.
+    pub fn is_service(self) -> bool {
+        matches!(self, Kind::Server | Kind::Requester)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Which telemetry backends a lab runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Backends {
     /// The lab's own backend: one small process answering the same APIs.
@@ -41,6 +95,12 @@ impl Backends {
     }
 }
 
+impl std::fmt::Display for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a runtime learns a component is ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -52,9 +112,8 @@ pub enum Health {
 
 #[derive(Debug, Clone)]
 pub struct Component {
-    pub name: &'static str,
     pub kind: Kind,
-    pub depends_on: Vec<&'static str>,
+    pub depends_on: Vec<Kind>,
     /// Named loopback ports on the host, e.g. `http` → 4000.
     pub ports: BTreeMap<&'static str, u16>,
     pub health: Health,
@@ -75,6 +134,10 @@ pub struct Ports {
 }
 
 impl Component {
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
     /// The URLs a person or a script uses to reach it.
     pub fn endpoints(&self) -> BTreeMap<String, String> {
         self.ports
@@ -104,9 +167,8 @@ fn db_proxy(listen: Option<u16>, admin: u16) -> Component {
         ports.insert("postgres", listen);
     }
     Component {
-        name: "db-proxy",
         kind: Kind::Proxy,
-        depends_on: vec!["postgres"],
+        depends_on: vec![Kind::Postgres],
         ports,
         health: Health::Http {
             url: format!("http://127.0.0.1:{admin}/healthz"),
@@ -119,7 +181,6 @@ fn db_proxy(listen: Option<u16>, admin: u16) -> Component {
 pub fn native(ports: Ports) -> Vec<Component> {
     vec![
         Component {
-            name: "postgres",
             kind: Kind::Postgres,
             depends_on: vec![],
             ports: BTreeMap::from([("postgres", ports.postgres)]),
@@ -129,7 +190,6 @@ pub fn native(ports: Ports) -> Vec<Component> {
         },
         db_proxy(Some(ports.proxy), ports.proxy_admin),
         Component {
-            name: "backend",
             kind: Kind::Backend,
             depends_on: vec![],
             ports: BTreeMap::from([
@@ -142,18 +202,16 @@ pub fn native(ports: Ports) -> Vec<Component> {
             },
         },
         Component {
-            name: "mythical-server",
             kind: Kind::Server,
-            depends_on: vec!["db-proxy", "backend"],
+            depends_on: vec![Kind::Proxy, Kind::Backend],
             ports: BTreeMap::from([("http", ports.server)]),
             health: Health::Http {
                 url: format!("http://127.0.0.1:{}/healthz", ports.server),
             },
         },
         Component {
-            name: "mythical-requester",
             kind: Kind::Requester,
-            depends_on: vec!["mythical-server"],
+            depends_on: vec![Kind::Server],
             ports: BTreeMap::from([("http", ports.requester)]),
             health: Health::Http {
                 url: format!("http://127.0.0.1:{}/healthz", ports.requester),
@@ -166,8 +224,7 @@ pub fn native(ports: Ports) -> Vec<Component> {
 /// backend or the Grafana stack. `pick` chooses a free host port near the
 /// preferred one.
 pub fn docker(backends: Backends, mut pick: impl FnMut(u16) -> u16) -> Vec<Component> {
-    let http = |name: &'static str, kind: Kind, port: u16, path: &str, depends_on| Component {
-        name,
+    let http = |kind: Kind, port: u16, path: &str, depends_on| Component {
         kind,
         depends_on,
         ports: BTreeMap::from([("http", port)]),
@@ -177,7 +234,6 @@ pub fn docker(backends: Backends, mut pick: impl FnMut(u16) -> u16) -> Vec<Compo
     };
     let postgres = pick(15432);
     let mut plan = vec![Component {
-        name: "postgres",
         kind: Kind::Postgres,
         depends_on: vec![],
         ports: BTreeMap::from([("postgres", postgres)]),
@@ -188,7 +244,6 @@ pub fn docker(backends: Backends, mut pick: impl FnMut(u16) -> u16) -> Vec<Compo
         Backends::Embedded => {
             let query = pick(lab_backend::DEFAULT_QUERY_PORT);
             plan.push(Component {
-                name: "backend",
                 kind: Kind::Backend,
                 depends_on: vec![],
                 ports: BTreeMap::from([
@@ -200,53 +255,49 @@ pub fn docker(backends: Backends, mut pick: impl FnMut(u16) -> u16) -> Vec<Compo
                     url: format!("http://127.0.0.1:{query}/ready"),
                 },
             });
-            "backend"
+            Kind::Backend
         }
         Backends::Lgtm => {
-            plan.push(http("tempo", Kind::Tempo, pick(3200), "/ready", vec![]));
-            plan.push(http("loki", Kind::Loki, pick(3100), "/ready", vec![]));
-            plan.push(http("mimir", Kind::Mimir, pick(9009), "/ready", vec![]));
-            plan.push(http(
-                "pyroscope",
-                Kind::Pyroscope,
-                pick(4040),
-                "/ready",
-                vec![],
-            ));
+            plan.push(http(Kind::Tempo, pick(3200), "/ready", vec![]));
+            plan.push(http(Kind::Loki, pick(3100), "/ready", vec![]));
+            plan.push(http(Kind::Mimir, pick(9009), "/ready", vec![]));
+            plan.push(http(Kind::Pyroscope, pick(4040), "/ready", vec![]));
             let mut alloy = http(
-                "alloy",
                 Kind::Alloy,
                 pick(12345),
                 "/-/ready",
-                vec!["tempo", "loki", "mimir", "pyroscope"],
+                vec![Kind::Tempo, Kind::Loki, Kind::Mimir, Kind::Pyroscope],
             );
             alloy.ports.insert("otlp_grpc", pick(4317));
             alloy.ports.insert("otlp_http", pick(4318));
             plan.push(alloy);
             plan.push(http(
-                "grafana",
                 Kind::Grafana,
                 pick(3000),
                 "/api/health",
-                vec!["postgres", "tempo", "loki", "mimir", "pyroscope"],
+                vec![
+                    Kind::Postgres,
+                    Kind::Tempo,
+                    Kind::Loki,
+                    Kind::Mimir,
+                    Kind::Pyroscope,
+                ],
             ));
-            "alloy"
+            Kind::Alloy
         }
     };
     let server = pick(4000);
     plan.push(http(
-        "mythical-server",
         Kind::Server,
         server,
         "/healthz",
-        vec!["db-proxy", collector],
+        vec![Kind::Proxy, collector],
     ));
     plan.push(http(
-        "mythical-requester",
         Kind::Requester,
         pick(4001),
         "/healthz",
-        vec!["mythical-server"],
+        vec![Kind::Server],
     ));
     plan
 }
@@ -262,7 +313,7 @@ pub fn in_dependency_order(plan: Vec<Component>) -> Vec<Component> {
             .position(|c| {
                 c.depends_on
                     .iter()
-                    .all(|d| ordered.iter().any(|o| o.name == *d))
+                    .all(|d| ordered.iter().any(|o| o.kind == *d))
             })
             .expect("the plan has no dependency cycle");
         ordered.push(waiting.remove(ready));
@@ -288,7 +339,7 @@ mod tests {
         };
         let mut plan = native(ports);
         plan.reverse();
-        let names: Vec<&str> = in_dependency_order(plan).iter().map(|c| c.name).collect();
+        let names: Vec<&str> = in_dependency_order(plan).iter().map(|c| c.name()).collect();
         assert_eq!(
             names,
             [
@@ -299,6 +350,15 @@ mod tests {
                 "mythical-requester"
             ]
         );
+    }
+
+    #[test]
+    fn every_kind_is_found_by_its_name() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::named(kind.name()), Some(kind));
+        }
+        assert_eq!(Kind::named("mythical-server"), Some(Kind::Server));
+        assert_eq!(Kind::named("nobody"), None);
     }
 
     #[test]
@@ -314,14 +374,13 @@ mod tests {
                 pick
             }),
         ] {
-            let by = |name: &str| plan.iter().find(|c| c.name == name).unwrap();
-            assert!(by("mythical-server").depends_on.contains(&"db-proxy"));
-            assert!(!by("mythical-server").depends_on.contains(&"postgres"));
-            assert_eq!(by("db-proxy").depends_on, ["postgres"]);
-            assert_eq!(by("db-proxy").kind, Kind::Proxy);
+            let by = |kind: Kind| plan.iter().find(|c| c.kind == kind).unwrap();
+            assert!(by(Kind::Server).depends_on.contains(&Kind::Proxy));
+            assert!(!by(Kind::Server).depends_on.contains(&Kind::Postgres));
+            assert_eq!(by(Kind::Proxy).depends_on, [Kind::Postgres]);
             // Published: its admin API only; the server reaches it inside
             // the lab's network.
-            assert_eq!(by("db-proxy").ports.keys().collect::<Vec<_>>(), [&"admin"]);
+            assert_eq!(by(Kind::Proxy).ports.keys().collect::<Vec<_>>(), [&"admin"]);
         }
     }
 }

@@ -86,23 +86,15 @@ impl QueryClient {
     /// The client for a running lab: its embedded backend, or Tempo, Loki
     /// and Mimir.
     pub fn for_lab(lab: &crate::state::LabState) -> Result<QueryClient> {
-        let endpoint = |component: &str, name: &str| {
-            lab.components
-                .iter()
-                .find(|c| c.name == component)
-                .and_then(|c| c.endpoints.get(name).cloned())
-        };
-        if let Some(query) = endpoint("backend", "query") {
-            return Ok(QueryClient::new(&query));
+        use crate::plan::Kind;
+        if let Some(query) = lab.endpoint(Kind::Backend, "query") {
+            return Ok(QueryClient::new(query));
         }
-        match (
-            endpoint("tempo", "http"),
-            endpoint("loki", "http"),
-            endpoint("mimir", "http"),
-        ) {
+        let http = |kind| lab.endpoint(kind, "http");
+        match (http(Kind::Tempo), http(Kind::Loki), http(Kind::Mimir)) {
             (Some(tempo), Some(loki), Some(mimir)) => {
-                let mut client = QueryClient::split(&tempo, &loki, &format!("{mimir}/prometheus"));
-                if let Some(pyroscope) = endpoint("pyroscope", "http") {
+                let mut client = QueryClient::split(tempo, loki, &format!("{mimir}/prometheus"));
+                if let Some(pyroscope) = http(Kind::Pyroscope) {
                     client.profiles = pyroscope.trim_end_matches('/').to_owned();
                 }
                 Ok(client)

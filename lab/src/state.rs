@@ -11,6 +11,8 @@ use anyhow::{Context, Result};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
+use crate::plan::{Backends, Kind};
+
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
@@ -52,12 +54,86 @@ fn default_stop_signal() -> i32 {
     libc::SIGTERM
 }
 
+impl Running {
+    /// What it is, from its recorded name; `None` for a name no kind has
+    /// (a record written by another version).
+    pub fn kind(&self) -> Option<Kind> {
+        Kind::named(&self.name)
+    }
+
+    /// Its endpoint called `name` (`http`, `query`, `postgres`, …).
+    pub fn endpoint(&self, name: &str) -> Option<&str> {
+        self.endpoints.get(name).map(String::as_str)
+    }
+
+    /// The port of its endpoint `name`: the last `:port` of the URL,
+    /// before any path.
+    pub fn port(&self, name: &str) -> Option<u16> {
+        let url = self.endpoint(name)?;
+        let after_host = url.rsplit(':').next()?;
+        after_host.split('/').next()?.parse().ok()
+    }
+}
+
+/// Where a lab's components run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// Processes on this machine, started and watched by the lab.
+    Native,
+    /// Containers on the Docker engine, made through its API.
+    Docker,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Native => "native",
+            Runtime::Docker => "docker",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<Runtime> {
+        [Runtime::Native, Runtime::Docker]
+            .into_iter()
+            .find(|runtime| runtime.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What `lab up` left running.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LabState {
-    pub runtime: String,
-    pub backends: String,
+    pub runtime: Runtime,
+    pub backends: Backends,
     pub components: Vec<Running>,
+}
+
+impl LabState {
+    /// Its component of `kind`, when it runs one.
+    pub fn component(&self, kind: Kind) -> Option<&Running> {
+        self.components.iter().find(|c| c.kind() == Some(kind))
+    }
+
+    /// The endpoint `name` of its component of `kind`.
+    pub fn endpoint(&self, kind: Kind, name: &str) -> Option<&str> {
+        self.component(kind)?.endpoint(name)
+    }
+
+    /// The port Postgres answers on, on this machine.
+    pub fn postgres_port(&self) -> Option<u16> {
+        self.component(Kind::Postgres)?.port("postgres")
+    }
+
+    /// Grafana's base URL, when the lab runs it.
+    pub fn grafana_url(&self) -> Option<&str> {
+        self.endpoint(Kind::Grafana, "http")
+    }
 }
 
 impl StateDir {
@@ -180,5 +256,71 @@ impl StateDir {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state file as `lab up` writes it: typed on the way in, the same
+    /// words on the way out, so a lab recorded by an older `lab` still
+    /// comes down.
+    #[test]
+    fn the_record_reads_typed_and_writes_the_same_words() {
+        let text = r#"{
+          "runtime": "docker",
+          "backends": "lgtm",
+          "components": [
+            {"name": "postgres", "pid": 0, "marker": "lab-x-postgres",
+             "endpoints": {"postgres": "postgres://postgres@127.0.0.1:15433/postgres"},
+             "log": "/tmp/x/postgres.log", "started_at": 1, "container": "lab-x-postgres"},
+            {"name": "grafana", "pid": 0, "marker": "lab-x-grafana",
+             "endpoints": {"http": "http://127.0.0.1:3001"},
+             "log": "/tmp/x/grafana.log", "started_at": 1},
+            {"name": "from-a-newer-lab", "pid": 0, "marker": "m",
+             "endpoints": {}, "log": "/tmp/x/n.log", "started_at": 1}
+          ]
+        }"#;
+        let lab: LabState = serde_json::from_str(text).unwrap();
+        assert_eq!(lab.runtime, Runtime::Docker);
+        assert_eq!(lab.backends, Backends::Lgtm);
+        assert_eq!(lab.postgres_port(), Some(15433));
+        assert_eq!(lab.grafana_url(), Some("http://127.0.0.1:3001"));
+        assert_eq!(lab.components[0].stop_signal, libc::SIGTERM);
+        assert_eq!(lab.components[2].kind(), None);
+        assert_eq!(lab.component(Kind::Server), None);
+        let written = serde_json::to_value(&lab).unwrap();
+        assert_eq!(written["runtime"], "docker");
+        assert_eq!(written["backends"], "lgtm");
+        let back: LabState = serde_json::from_value(written).unwrap();
+        assert_eq!(back, lab);
+        assert!(serde_json::from_str::<LabState>(&text.replace("docker", "podman")).is_err());
+    }
+
+    #[test]
+    fn a_port_is_read_from_any_endpoint_url() {
+        let running = |url: &str| Running {
+            name: "postgres".into(),
+            pid: 1,
+            marker: String::new(),
+            endpoints: BTreeMap::from([("postgres".to_owned(), url.to_owned())]),
+            log: PathBuf::new(),
+            started_at: 0,
+            stop_signal: libc::SIGINT,
+            container: None,
+            memory_mib: None,
+        };
+        assert_eq!(
+            running("postgres://postgres@127.0.0.1:5432/postgres").port("postgres"),
+            Some(5432)
+        );
+        assert_eq!(
+            running("http://127.0.0.1:4000").port("postgres"),
+            Some(4000)
+        );
+        assert_eq!(running("http://127.0.0.1").port("postgres"), None);
+        assert_eq!(running("http://127.0.0.1:99999").port("postgres"), None);
+        assert_eq!(running("http://127.0.0.1:4000").port("http"), None);
     }
 }

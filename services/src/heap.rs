@@ -453,7 +453,7 @@ mod tests {
             assert!(standard_library(library), "{library}");
         }
         for program in [
-            "mythical_services::faults::memory_leak::keep_forever",
+            "mythical_services::server::cache::AnswerCache::remember",
             "<mythical_services::server::State as core::clone::Clone>::clone",
             "<u8 as mythical_services::Thing>::f",
             "tokio::runtime::task::raw::poll",
@@ -473,7 +473,7 @@ mod tests {
             "alloc::alloc::Global::alloc_impl",
             "alloc::raw_vec::RawVecInner<A>::try_allocate_in",
             "<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem",
-            "mythical_services::faults::memory_leak::keep_forever",
+            "mythical_services::server::cache::AnswerCache::remember",
             "std::panicking::catch_unwind",
             "__rust_try",
             "tokio::runtime::task::harness::poll_future",
@@ -487,7 +487,7 @@ mod tests {
                 "tokio::runtime::task::harness::poll_future",
                 "__rust_try",
                 "std::panicking::catch_unwind",
-                "mythical_services::faults::memory_leak::keep_forever",
+                "mythical_services::server::cache::AnswerCache::remember",
             ]
         );
         // A stack of nothing but the library keeps its library frames.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use lab_backend::{BackendConfig, Limits, ScrapeTarget};
 
-use super::parse_duration;
+use lab::parse_duration;
 
 #[derive(Debug, clap::Args)]
 pub struct BackendArgs {
@@ -98,7 +98,7 @@ pub async fn run(args: BackendArgs) -> Result<()> {
     );
     println!("  OTLP/gRPC: http://{}", running.otlp_grpc);
     println!("  OTLP/HTTP: http://{}", running.otlp_http);
-    crate::shutdown_signal().await;
+    mythical_services::shutdown_signal().await;
     running.shutdown().await;
     Ok(())
 }

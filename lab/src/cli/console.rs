@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::console;
-use crate::state::StateDir;
+use lab::console;
+use lab::state::StateDir;
 
 #[derive(Debug, clap::Args)]
 pub struct ConsoleArgs {

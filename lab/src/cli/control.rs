@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use crate::faults::switches::{admin, call, service_of};
-use crate::faults::{self, switches};
-use crate::render;
-use crate::state::{LabState, StateDir};
+use lab::faults::switches::{admin, call, service_of};
+use lab::faults::{self, switches};
+use lab::render;
+use lab::state::{LabState, StateDir};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum FaultCommand {
@@ -26,7 +26,7 @@ pub enum FaultCommand {
         #[arg(long)]
         rate: Option<f64>,
         /// Switch it off again after this long, e.g. 5m.
-        #[arg(long = "for", value_parser = super::parse_duration)]
+        #[arg(long = "for", value_parser = lab::parse_duration)]
         duration: Option<Duration>,
         /// The component an infrastructure fault acts on (service-crash:
         /// mythical-server or mythical-requester).
@@ -41,7 +41,7 @@ pub enum FaultCommand {
         params: Vec<(String, String)>,
         /// Switch it on this long from now, e.g. 30s (a detached
         /// scheduler waits; `lab fault clear` does not stop it).
-        #[arg(long, value_parser = super::parse_duration)]
+        #[arg(long, value_parser = lab::parse_duration)]
         after: Option<Duration>,
         /// Seed the services' random draws (and the proxy's jitter), so
         /// the run can be repeated.
@@ -163,7 +163,7 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
             // a detached scheduler does it.
             if after.is_some() || (infra.is_some() && duration.is_some()) {
                 let secs = |d: Duration| format!("{}s", d.as_secs());
-                let spec = crate::scenario::FaultSpec {
+                let spec = lab::scenario::FaultSpec {
                     kind: kind.clone(),
                     rate,
                     target,
@@ -172,10 +172,10 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
                     duration: duration.map(secs),
                     params: params
                         .into_iter()
-                        .map(|(k, v)| (k, crate::scenario::ParamValue::Text(v)))
+                        .map(|(k, v)| (k, lab::scenario::ParamValue::Text(v)))
                         .collect(),
                 };
-                let pid = crate::scenario::run::spawn_player(&state, &spec)?;
+                let pid = lab::scenario::run::spawn_player(&state, &spec)?;
                 println!(
                     "{kind} scheduled: on in {}{} (scheduler pid {pid}, log {})",
                     spec.after.as_deref().unwrap_or("0s"),
@@ -210,10 +210,10 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
             println!("{kind} is on in {service} at rate {}", answer["rate"]);
         }
         FaultCommand::Play { spec } => {
-            let spec: crate::scenario::FaultSpec = serde_json::from_str(&spec).context(
+            let spec: lab::scenario::FaultSpec = serde_json::from_str(&spec).context(
                 "the scheduled fault is not a fault spec (this command is for the lab itself)",
             )?;
-            crate::scenario::run::play(&state, &lab, &[spec], None).await?;
+            lab::scenario::run::play(&state, &lab, &[spec], None).await?;
         }
         FaultCommand::Clear { kind } => match kind {
             Some(kind) if faults::find(&kind).is_some() => {
@@ -291,7 +291,7 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
 /// and a half, until the process is stopped.
 pub async fn hold_lock(beast: &str, port: u16) -> Result<()> {
     let beast: mythical_storage::Beast = beast.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = crate::runtime::postgres_session(port, std::time::Duration::from_millis(1500));
+    let store = lab::runtime::postgres_session(port, std::time::Duration::from_millis(1500));
     loop {
         tokio::select! {
             held = store.hold_lock(beast, Duration::from_secs(2)) => {
@@ -299,7 +299,7 @@ pub async fn hold_lock(beast: &str, port: u16) -> Result<()> {
                     eprintln!("lock on {beast}: {e}");
                 }
             }
-            _ = crate::shutdown_signal() => return Ok(()),
+            _ = mythical_services::shutdown_signal() => return Ok(()),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

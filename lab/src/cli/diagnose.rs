@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::diagnose;
-use crate::query::QueryClient;
-use crate::render;
-use crate::state::StateDir;
+use lab::diagnose;
+use lab::query::QueryClient;
+use lab::render;
+use lab::state::StateDir;
 
 #[derive(Debug, clap::Args)]
 pub struct DiagnoseArgs {
@@ -15,7 +15,7 @@ pub struct DiagnoseArgs {
     pub json: bool,
     /// How far back to look for failures (default 60s): after clearing a
     /// fault, a short window reads healthy sooner.
-    #[arg(long, value_parser = super::parse_duration)]
+    #[arg(long, value_parser = lab::parse_duration)]
     pub since: Option<std::time::Duration>,
 }
 
@@ -24,32 +24,9 @@ pub async fn run(state_dir: Option<PathBuf>, args: DiagnoseArgs) -> Result<()> {
     let lab = state
         .load()?
         .context("the lab is not up: run `lab up` first")?;
-    let endpoint = |component: &str, name: &str| {
-        lab.components
-            .iter()
-            .find(|c| c.name == component)
-            .and_then(|c| c.endpoints.get(name).cloned())
-    };
-    let postgres_port = endpoint("postgres", "postgres").and_then(|url| {
-        url.rsplit(':')
-            .next()
-            .and_then(|p| p.split('/').next())
-            .and_then(|p| p.parse().ok())
-    });
-    let healths = super::stack::healths(&lab).await?;
-    let components: Vec<diagnose::ComponentHealth> = lab
-        .components
-        .iter()
-        .zip(healths)
-        .map(|(c, health)| diagnose::ComponentHealth {
-            name: c.name.clone(),
-            health,
-        })
-        .collect();
-    let report = diagnose::diagnose(
+    let report = diagnose::diagnose_lab(
+        &lab,
         &QueryClient::for_lab(&lab)?,
-        postgres_port,
-        &components,
         args.since.unwrap_or(diagnose::LOOKBACK),
     )
     .await?;

@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::plan::{self, Backends};
-use crate::runtime::docker::{
+use lab::plan::{self, Backends};
+use lab::runtime::docker::{
     self,
     images::Images,
     spec::{self, ContainerSpec, LabIdentity, Source},
 };
-use crate::state::random_secret;
+use lab::state::random_secret;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ExportCommand {
@@ -137,7 +137,13 @@ pub fn render(folder: &Path, backends: Backends, publish_address: IpAddr) -> Res
         }
         let mut service = service(&spec, folder, &lab);
         if !component.depends_on.is_empty() {
-            service["depends_on"] = json!(component.depends_on);
+            service["depends_on"] = json!(
+                component
+                    .depends_on
+                    .iter()
+                    .map(|kind| kind.name())
+                    .collect::<Vec<_>>()
+            );
         }
         if component.kind == plan::Kind::Postgres {
             service["volumes"]
@@ -157,7 +163,7 @@ pub fn render(folder: &Path, backends: Backends, publish_address: IpAddr) -> Res
                 "dockerfile": "docker/Dockerfile",
             });
         }
-        services.insert(component.name.to_owned(), service);
+        services.insert(component.name().to_owned(), service);
     }
     let document = json!({
         "name": "mythical-lab",

@@ -8,10 +8,10 @@ use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::plan::Backends;
-use crate::render;
-use crate::runtime::docker::{self, Engine, images::Images};
-use crate::state::StateDir;
+use lab::plan::Backends;
+use lab::render;
+use lab::runtime::docker::{self, Engine, images::Images};
+use lab::state::StateDir;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ImagesCommand {

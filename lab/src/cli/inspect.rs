@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::render;
-use crate::state::StateDir;
+use lab::render;
+use lab::state::StateDir;
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -33,7 +33,7 @@ pub struct DoctorArgs {
 pub async fn logs(state_dir: Option<PathBuf>, args: LogsArgs) -> Result<()> {
     let state = StateDir::resolve(state_dir)?;
     if let Some(lab) = state.load()?
-        && lab.runtime == "docker"
+        && lab.runtime == lab::state::Runtime::Docker
     {
         let Some(container) = lab
             .components
@@ -48,8 +48,8 @@ pub async fn logs(state_dir: Option<PathBuf>, args: LogsArgs) -> Result<()> {
                 known.join(", ")
             );
         };
-        let engine = crate::runtime::docker::Engine::connect().await?;
-        return crate::runtime::docker::logs(&engine, &container, args.follow, args.tail).await;
+        let engine = lab::runtime::docker::Engine::connect().await?;
+        return lab::runtime::docker::logs(&engine, &container, args.follow, args.tail).await;
     }
     let path = state.logs().join(format!("{}.log", args.component));
     if !path.exists() {
@@ -126,11 +126,11 @@ pub async fn doctor(state_dir: Option<PathBuf>, args: DoctorArgs) -> Result<()> 
             fix: "apt-get install postgresql (or brew install postgresql)".into(),
         }),
     }
-    match crate::runtime::docker::Engine::connect().await {
+    match lab::runtime::docker::Engine::connect().await {
         Ok(engine) => {
-            let images = crate::runtime::docker::images::Images::resolve(state.root())?;
+            let images = lab::runtime::docker::images::Images::resolve(state.root())?;
             let mut missing = Vec::new();
-            for key in crate::runtime::docker::images::KEYS {
+            for key in lab::runtime::docker::images::KEYS {
                 if !engine.has_image(images.get(key)).await {
                     missing.push(images.get(key).to_owned());
                 }

@@ -12,9 +12,7 @@ pub mod query;
 pub mod scenario;
 pub mod stack;
 
-use std::time::Duration;
-
-use crate::query::QueryClient;
+use lab::query::QueryClient;
 
 /// Which backend a read command asks.
 #[derive(Debug, clap::Args)]
@@ -31,7 +29,7 @@ impl Target {
         if let Some(url) = &self.url {
             return Ok(QueryClient::new(url));
         }
-        match crate::state::StateDir::resolve(state_dir)?.load()? {
+        match lab::state::StateDir::resolve(state_dir)?.load()? {
             Some(lab) => QueryClient::for_lab(&lab),
             None => Ok(QueryClient::new(&format!(
                 "http://127.0.0.1:{}",
@@ -39,11 +37,4 @@ impl Target {
             ))),
         }
     }
-}
-
-/// `15m`, `1h30m`, `90s` or a number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    lab_backend::params::duration("duration", text)
-        .map(|nanos| Duration::from_nanos(nanos as u64))
-        .map_err(|e| e.to_string())
 }

@@ -36,7 +36,7 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         "db-proxy: {} → {upstream}, admin API on {}",
         proxy.listen, proxy.admin
     );
-    crate::shutdown_signal().await;
+    mythical_services::shutdown_signal().await;
     proxy.shutdown().await;
     Ok(())
 }

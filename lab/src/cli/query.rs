@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::parse_duration;
-use crate::query::{Language, Window};
-use crate::render;
+use lab::parse_duration;
+use lab::query::{Language, Window};
+use lab::render;
 
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {

@@ -6,11 +6,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use crate::guide::{self, Progress};
-use crate::query::QueryClient;
-use crate::render;
-use crate::scenario::{catalogue::Catalogue, run};
-use crate::state::{LabState, StateDir};
+use lab::guide::{self, Progress};
+use lab::query::QueryClient;
+use lab::render;
+use lab::scenario::{catalogue::Catalogue, run};
+use lab::state::{LabState, StateDir};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ScenarioCommand {
@@ -63,7 +63,7 @@ pub struct GuideArgs {
     #[arg(long, conflicts_with = "check")]
     pub answer: Option<String>,
     /// With --check: how long each step may take to show its symptom.
-    #[arg(long, default_value = "90s", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "90s", value_parser = lab::parse_duration)]
     pub patience: Duration,
     /// Start over from the first step.
     #[arg(long)]
@@ -74,23 +74,6 @@ fn running_lab(state: &StateDir) -> Result<LabState> {
     state
         .load()?
         .context("the lab is not up: run `lab up` first")
-}
-
-pub(crate) fn postgres_port(lab: &LabState) -> Option<u16> {
-    lab.components
-        .iter()
-        .find(|c| c.name == "postgres")
-        .and_then(|c| c.endpoints.get("postgres"))
-        .and_then(|url| url.rsplit(':').next())
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|port| port.parse().ok())
-}
-
-fn grafana(lab: &LabState) -> Option<String> {
-    lab.components
-        .iter()
-        .find(|c| c.name == "grafana")
-        .and_then(|c| c.endpoints.get("http").cloned())
 }
 
 pub async fn run(state_dir: Option<PathBuf>, command: ScenarioCommand) -> Result<()> {
@@ -258,7 +241,7 @@ pub async fn run(state_dir: Option<PathBuf>, command: ScenarioCommand) -> Result
                 for file in &files {
                     let text = std::fs::read_to_string(file)
                         .with_context(|| format!("cannot read {}", file.display()))?;
-                    match crate::scenario::parse(file, &text) {
+                    match lab::scenario::parse(file, &text) {
                         Ok(s) => println!("ok  {} ({})", s.id, file.display()),
                         Err(e) => {
                             println!("{} {e}", render::red("bad"));
@@ -308,7 +291,7 @@ pub async fn guide(state_dir: Option<PathBuf>, args: GuideArgs) -> Result<()> {
             &state,
             scenario,
             &client,
-            postgres_port(&lab),
+            lab.postgres_port(),
             args.patience,
         )
         .await?;
@@ -322,8 +305,8 @@ pub async fn guide(state_dir: Option<PathBuf>, args: GuideArgs) -> Result<()> {
         &state,
         scenario,
         &client,
-        postgres_port(&lab),
-        grafana(&lab).as_deref(),
+        lab.postgres_port(),
+        lab.grafana_url(),
     )
     .await
 }

@@ -6,25 +6,19 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use crate::grafana;
-use crate::plan::Backends;
-use crate::render;
-use crate::runtime::docker;
-use crate::runtime::native::{self, UpOptions};
-use crate::state::{LabState, StateDir};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RuntimeChoice {
-    Native,
-    Docker,
-}
+use lab::grafana;
+use lab::plan::Backends;
+use lab::render;
+use lab::runtime::native::{self, UpOptions};
+use lab::runtime::{self, Condition, docker};
+use lab::state::{LabState, Runtime, StateDir};
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
     /// Where the stack runs (default: docker when an engine answers and
     /// the images can be had, native otherwise).
     #[arg(long, value_enum)]
-    pub runtime: Option<RuntimeChoice>,
+    pub runtime: Option<Runtime>,
     /// The telemetry backends (default: lgtm in docker, embedded natively).
     #[arg(long, value_enum)]
     pub backends: Option<Backends>,
@@ -61,10 +55,10 @@ pub async fn up(state_dir: Option<PathBuf>, args: UpArgs) -> Result<()> {
     let state = StateDir::resolve(state_dir)?;
     // Whichever runtime a recorded lab used, it must be gone first.
     if let Some(existing) = state.load()? {
-        let alive = healths(&existing)
+        let alive = runtime::conditions(&existing)
             .await?
             .iter()
-            .filter(|h| !matches!(h.as_str(), "stopped" | "missing" | "dead"))
+            .filter(|h| !h.is_gone())
             .count();
         if alive > 0 {
             bail!(
@@ -77,11 +71,11 @@ pub async fn up(state_dir: Option<PathBuf>, args: UpArgs) -> Result<()> {
     }
     let runtime = match args.runtime {
         Some(choice) => choice,
-        None if docker::Engine::answers().await => RuntimeChoice::Docker,
-        None => RuntimeChoice::Native,
+        None if docker::Engine::answers().await => Runtime::Docker,
+        None => Runtime::Native,
     };
     let lab = match runtime {
-        RuntimeChoice::Native => {
+        Runtime::Native => {
             if args.backends == Some(Backends::Lgtm) {
                 bail!(
                     "the Grafana stack (--backends lgtm) runs only in docker: use `--runtime docker`, or the embedded backend natively"
@@ -89,7 +83,7 @@ pub async fn up(state_dir: Option<PathBuf>, args: UpArgs) -> Result<()> {
             }
             native_up(&state, &args).await?
         }
-        RuntimeChoice::Docker => {
+        Runtime::Docker => {
             let engine = docker::Engine::connect().await?;
             let options = docker::UpOptions {
                 backends: args.backends.unwrap_or(Backends::Lgtm),
@@ -112,7 +106,7 @@ pub async fn up(state_dir: Option<PathBuf>, args: UpArgs) -> Result<()> {
     };
     // The console is the lab's window, not a part of the stack: a lab
     // whose console cannot start is still up.
-    let console = crate::console::start(&state).await;
+    let console = lab::console::start(&state).await;
     println!(
         "{} (runtime {}, backends {})",
         render::bold("the lab is up"),
@@ -136,12 +130,7 @@ pub async fn up(state_dir: Option<PathBuf>, args: UpArgs) -> Result<()> {
             endpoints.join("  ")
         );
     }
-    if let Some(grafana) = lab
-        .components
-        .iter()
-        .find(|c| c.name == "grafana")
-        .and_then(|c| c.endpoints.get("http"))
-    {
+    if let Some(grafana) = lab.grafana_url() {
         println!();
         for (what, link) in grafana::links(grafana) {
             println!("  {what:<28} {link}");
@@ -175,9 +164,9 @@ async fn native_up(state: &StateDir, args: &UpArgs) -> Result<LabState> {
 pub async fn down(state_dir: Option<PathBuf>, args: DownArgs) -> Result<()> {
     let state = StateDir::resolve(state_dir)?;
     let recorded = state.load()?;
-    crate::console::stop(&state);
+    lab::console::stop(&state);
     if let Some(lab) = &recorded
-        && lab.runtime == "native"
+        && lab.runtime == Runtime::Native
     {
         native::stop_all(lab);
         println!("stopped {} components", lab.components.len());
@@ -185,7 +174,11 @@ pub async fn down(state_dir: Option<PathBuf>, args: DownArgs) -> Result<()> {
     native::stop_strays(&state);
     // Containers carry the lab's labels: remove them whether or not a
     // crashed `up` recorded them.
-    if recorded.as_ref().is_some_and(|l| l.runtime == "docker") || docker::Engine::answers().await {
+    if recorded
+        .as_ref()
+        .is_some_and(|l| l.runtime == Runtime::Docker)
+        || docker::Engine::answers().await
+    {
         let engine = docker::Engine::connect().await?;
         let removed = docker::down(&state, &engine, args.volumes).await?;
         if removed.containers + removed.networks + removed.volumes > 0 {
@@ -210,23 +203,6 @@ pub async fn down(state_dir: Option<PathBuf>, args: DownArgs) -> Result<()> {
     Ok(())
 }
 
-/// Each component's health now, by the runtime that runs it.
-pub async fn healths(lab: &LabState) -> Result<Vec<String>> {
-    let engine = if lab.runtime == "docker" {
-        Some(docker::Engine::connect().await?)
-    } else {
-        None
-    };
-    let mut out = Vec::new();
-    for c in &lab.components {
-        out.push(match &engine {
-            Some(engine) => docker::health_of(engine, c).await,
-            None => native::health_of(c).await.to_owned(),
-        });
-    }
-    Ok(out)
-}
-
 pub async fn status(state_dir: Option<PathBuf>, args: StatusArgs) -> Result<()> {
     let state = StateDir::resolve(state_dir)?;
     let Some(lab) = state.load()? else {
@@ -243,10 +219,10 @@ pub async fn status(state_dir: Option<PathBuf>, args: StatusArgs) -> Result<()> 
         }
         return Ok(());
     };
-    let healths = healths(&lab).await?;
+    let healths = runtime::conditions(&lab).await?;
     let components: Vec<_> = lab.components.iter().zip(&healths).collect();
     let memory_total: u64 = lab.components.iter().filter_map(|c| c.memory_mib).sum();
-    let console = crate::console::running(&state);
+    let console = lab::console::running(&state);
     if args.json {
         let list: Vec<_> = components
             .iter()
@@ -264,13 +240,13 @@ pub async fn status(state_dir: Option<PathBuf>, args: StatusArgs) -> Result<()> 
         if let Some(console) = &console {
             answer["endpoints"] = json!({ "console": console.url });
         }
-        if lab.runtime == "docker" {
+        if lab.runtime == Runtime::Docker {
             answer["memory_limit_mib"] = json!(memory_total);
         }
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
     }
-    let now = crate::runtime::now_secs();
+    let now = lab::runtime::now_secs();
     let rows: Vec<Vec<String>> = components
         .iter()
         .map(|(c, health)| {
@@ -282,10 +258,10 @@ pub async fn status(state_dir: Option<PathBuf>, args: StatusArgs) -> Result<()> 
             let uptime = now.saturating_sub(c.started_at);
             vec![
                 c.name.clone(),
-                if *health == "healthy" {
+                if **health == Condition::Healthy {
                     health.to_string()
                 } else {
-                    render::red(health)
+                    render::red(health.as_str())
                 },
                 match c.memory_mib {
                     Some(mib) => format!("{mib} MiB"),
@@ -304,14 +280,14 @@ pub async fn status(state_dir: Option<PathBuf>, args: StatusArgs) -> Result<()> 
             &rows
         )
     );
-    if lab.runtime == "docker" {
+    if lab.runtime == Runtime::Docker {
         println!("memory limits: {memory_total} MiB in all");
     }
     match &console {
         Some(console) => println!("console: {}", console.url),
         None => println!("console: not running (`lab console` starts it)"),
     }
-    if components.iter().any(|(_, h)| *h != "healthy") {
+    if components.iter().any(|(_, h)| **h != Condition::Healthy) {
         std::process::exit(3);
     }
     Ok(())

@@ -171,13 +171,9 @@ pub async fn guide(
             };
             let lab = console.lab()?;
             let client = console.client(&lab)?;
-            let outcome = check::run(
-                definition,
-                &client,
-                crate::cli::scenario::postgres_port(&lab),
-            )
-            .await
-            .map_err(|e| format!("{e:#}"));
+            let outcome = check::run(definition, &client, lab.postgres_port())
+                .await
+                .map_err(|e| format!("{e:#}"));
             if let Ok(outcome) = &outcome {
                 // Reload: the terminal guide may have moved meanwhile.
                 progress = Progress::load(state, scenario).map_err(saved)?;

@@ -178,10 +178,7 @@ impl Console {
 
     /// Grafana's base URL when the lab runs it.
     fn grafana(lab: &LabState) -> Option<String> {
-        lab.components
-            .iter()
-            .find(|c| c.name == "grafana")
-            .and_then(|c| c.endpoints.get("http").cloned())
+        lab.grafana_url().map(str::to_owned)
     }
 }
 
@@ -269,7 +266,7 @@ pub async fn serve(state: StateDir, port: u16) -> Result<()> {
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
     eprintln!("the console listens on http://127.0.0.1:{port}");
     axum::serve(listener, router(Arc::new(Console::new(state))))
-        .with_graceful_shutdown(crate::shutdown_signal())
+        .with_graceful_shutdown(mythical_services::shutdown_signal())
         .await?;
     Ok(())
 }

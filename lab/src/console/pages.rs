@@ -14,6 +14,7 @@ use super::html::{self, escape};
 use super::{Console, Page, PageError};
 use crate::faults::{self, switches};
 use crate::guide::{self, Progress};
+use crate::runtime::Condition;
 use crate::scenario::catalogue::Catalogue;
 use crate::scenario::{Scenario, check, run};
 
@@ -57,9 +58,13 @@ fn endpoint_cell(endpoints: &std::collections::BTreeMap<String, String>) -> Stri
         .join("<br>")
 }
 
-fn health_cell(health: &str) -> String {
-    let class = if health == "healthy" { "good" } else { "bad" };
-    format!(r#"<span class="{class}">{}</span>"#, escape(health))
+fn health_cell(health: Condition) -> String {
+    let class = if health == Condition::Healthy {
+        "good"
+    } else {
+        "bad"
+    };
+    format!(r#"<span class="{class}">{health}</span>"#)
 }
 
 /// `GET /`: the lab at a glance.
@@ -74,7 +79,7 @@ pub async fn lab(State(console): State<Arc<Console>>, Query(params): Params) -> 
         }
     };
     let (healths, traffic, server_faults, requester_faults) = tokio::join!(
-        crate::cli::stack::healths(&lab),
+        crate::runtime::conditions(&lab),
         admin_get("mythical-requester", "/admin/traffic"),
         admin_get("mythical-server", "/admin/faults"),
         admin_get("mythical-requester", "/admin/faults"),
@@ -85,9 +90,9 @@ pub async fn lab(State(console): State<Arc<Console>>, Query(params): Params) -> 
     let _ = write!(
         body,
         "<p>Runtime <strong>{}</strong>, backends <strong>{}</strong>. {} of {} components healthy.</p>",
-        escape(&lab.runtime),
-        escape(&lab.backends),
-        healths.iter().filter(|h| *h == "healthy").count(),
+        escape(lab.runtime.as_str()),
+        escape(lab.backends.as_str()),
+        healths.iter().filter(|h| **h == Condition::Healthy).count(),
         healths.len()
     );
     body.push_str(r#"<h2 id="components">Components</h2>"#);
@@ -98,7 +103,7 @@ pub async fn lab(State(console): State<Arc<Console>>, Query(params): Params) -> 
         .map(|(c, health)| {
             vec![
                 escape(&c.name),
-                health_cell(health),
+                health_cell(*health),
                 match c.memory_mib {
                     Some(mib) => format!("{mib} MiB"),
                     None => format!("pid {}", c.pid),
@@ -265,7 +270,7 @@ pub async fn scenarios(State(console): State<Arc<Console>>, Query(params): Param
         .map(|(s, origin)| {
             let action = if active.as_ref().is_some_and(|a| a.id == s.id) {
                 r#"<a href="/guide">running — guide</a>"#.to_owned()
-            } else if !s.runs_on(&lab.runtime) {
+            } else if !s.runs_on(lab.runtime) {
                 format!(
                     r#"<span class="muted">needs {}</span>"#,
                     escape(&s.runtimes.join(" or "))
@@ -588,26 +593,9 @@ async fn run_diagnosis(
     client: &crate::query::QueryClient,
     since: std::time::Duration,
 ) -> Result<crate::diagnose::Diagnosis, PageError> {
-    let healths = crate::cli::stack::healths(lab)
+    crate::diagnose::diagnose_lab(lab, client, since)
         .await
-        .map_err(|e| PageError::from_query("Health unknown", &e))?;
-    let components: Vec<crate::diagnose::ComponentHealth> = lab
-        .components
-        .iter()
-        .zip(healths)
-        .map(|(c, health)| crate::diagnose::ComponentHealth {
-            name: c.name.clone(),
-            health,
-        })
-        .collect();
-    crate::diagnose::diagnose(
-        client,
-        crate::cli::scenario::postgres_port(lab),
-        &components,
-        since,
-    )
-    .await
-    .map_err(|e| PageError::from_query("Diagnosis failed", &e))
+        .map_err(|e| PageError::from_query("Diagnosis failed", &e))
 }
 
 /// `GET /diagnose[?since=…][&fresh]`: `lab diagnose`'s report, each
@@ -616,7 +604,7 @@ pub async fn diagnose(State(console): State<Arc<Console>>, Query(params): Params
     let lab = console.lab()?;
     let client = console.client(&lab)?;
     let since = match params.get("since").filter(|s| !s.is_empty()) {
-        Some(text) => crate::cli::parse_duration(text).map_err(|e| {
+        Some(text) => crate::parse_duration(text).map_err(|e| {
             PageError::new(
                 StatusCode::BAD_REQUEST,
                 "Bad window",

@@ -31,11 +31,10 @@ fn window(params: &HashMap<String, String>) -> Result<(String, Window), String> 
         .filter(|s| !s.trim().is_empty())
         .cloned()
         .unwrap_or_else(|| "15m".to_owned());
-    let back =
-        crate::cli::parse_duration(since.trim()).map_err(|e| format!("since={since}: {e}"))?;
+    let back = crate::parse_duration(since.trim()).map_err(|e| format!("since={since}: {e}"))?;
     let ahead = match params.get("ahead").filter(|s| !s.trim().is_empty()) {
         Some(ahead) => {
-            crate::cli::parse_duration(ahead.trim()).map_err(|e| format!("ahead={ahead}: {e}"))?
+            crate::parse_duration(ahead.trim()).map_err(|e| format!("ahead={ahead}: {e}"))?
         }
         None => std::time::Duration::ZERO,
     };

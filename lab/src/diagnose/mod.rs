@@ -11,7 +11,10 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::plan::Kind;
 use crate::query::{QueryClient, Window};
+use crate::runtime::Condition;
+use crate::state::LabState;
 pub use rules::RootCause;
 
 /// One step of the chain, in the stable shape of `lab diagnose --json`.
@@ -55,7 +58,17 @@ pub struct Failure {
     pub postgres_answers: Option<bool>,
     /// Sessions `idle in transaction` in Postgres now.
     pub idle_in_transaction: Option<usize>,
+    /// The service whose traced `DROP` statement removed the tables, when
+    /// a table is missing and one did (`None` when none was traced).
+    pub dropped_by: Option<String>,
 }
+
+/// A traced statement that drops tables, by any service.
+const DROP_QUERY: &str = r#"{ span.db.operation.name = "DROP" }"#;
+
+/// How far back a missing table's `DROP` is looked for: the statement
+/// may be much older than the failures it causes.
+const DROP_LOOKBACK_NANOS: i64 = 15 * 60 * 1_000_000_000;
 
 /// Sessions holding a transaction open and doing nothing: what a leaked
 /// connection looks like from Postgres' side.
@@ -110,12 +123,12 @@ fn spans(trace: &Value) -> Vec<(String, Value)> {
     out
 }
 
-/// One component's health as the runtime reports it (`healthy`,
-/// `stopped`, `paused`, …), in the plan's dependency order.
+/// One component's health as the runtime reports it, in the plan's
+/// dependency order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComponentHealth {
     pub name: String,
-    pub health: String,
+    pub health: Condition,
 }
 
 /// The newest trace matching `query`, and the message of its failing span
@@ -167,15 +180,9 @@ async fn infrastructure(
     // A service that runs but fails its health check is a symptom (of its
     // database, its pool…), not the cause; a Postgres that does not answer
     // is the cause whatever its process does.
-    let gone = |health: &str| {
-        matches!(
-            health,
-            "stopped" | "paused" | "exited" | "missing" | "dead" | "restarting"
-        )
-    };
-    let Some(down) = components.iter().find(|c| match c.name.as_str() {
-        "postgres" => c.health != "healthy",
-        "mythical-server" | "mythical-requester" => gone(&c.health),
+    let Some(down) = components.iter().find(|c| match Kind::named(&c.name) {
+        Some(Kind::Postgres) => c.health != Condition::Healthy,
+        Some(kind) if kind.is_service() => c.health.is_out(),
         _ => false,
     }) else {
         return Ok(None);
@@ -307,6 +314,26 @@ async fn infrastructure(
         }),
         evidence,
     }))
+}
+
+/// Runs the whole chain on a running lab: its components' conditions now,
+/// its backend through `client`, its Postgres.
+pub async fn diagnose_lab(
+    lab: &LabState,
+    client: &QueryClient,
+    lookback: std::time::Duration,
+) -> Result<Diagnosis> {
+    let conditions = crate::runtime::conditions(lab).await?;
+    let components: Vec<ComponentHealth> = lab
+        .components
+        .iter()
+        .zip(conditions)
+        .map(|(c, health)| ComponentHealth {
+            name: c.name.clone(),
+            health,
+        })
+        .collect();
+    diagnose(client, lab.postgres_port(), &components, lookback).await
 }
 
 /// Runs the whole chain against the lab's backend and Postgres.
@@ -499,8 +526,41 @@ pub async fn diagnose(
         failing_by_version: None,
         postgres_answers: None,
         idle_in_transaction: None,
+        dropped_by: None,
     };
     let mut failure = failure;
+    if failure.sqlstate.as_deref() == Some("42P01") {
+        let since = Window {
+            start: window.end - DROP_LOOKBACK_NANOS,
+            end: window.end,
+        };
+        let found = client.traceql(DROP_QUERY, since, 20).await?;
+        let traces = found["traces"].as_array().cloned().unwrap_or_default();
+        let newest = traces.first();
+        // The statement's own service, from its span: the trace's root is
+        // whoever called it.
+        if let Some(id) = newest.and_then(|t| t["traceID"].as_str()) {
+            failure.dropped_by = spans(&client.trace(id).await?)
+                .into_iter()
+                .find(|(_, s)| attr(s, "db.operation.name").as_deref() == Some("DROP"))
+                .map(|(service, _)| service);
+        }
+        evidence.push(Evidence {
+            signal: "traces",
+            query: DROP_QUERY.into(),
+            finding: match (newest, &failure.dropped_by) {
+                (Some(t), Some(service)) => format!(
+                    "{} traced DROP statements in the last 15 minutes, by {service}; newest {}",
+                    traces.len(),
+                    t["traceID"].as_str().unwrap_or("?")
+                ),
+                _ => "no service traced a DROP in the last 15 minutes".into(),
+            },
+            trace_id: newest
+                .and_then(|t| t["traceID"].as_str())
+                .map(str::to_owned),
+        });
+    }
     if failure.sqlstate.as_deref() == Some("23502") {
         let mut counts = [0usize; 2];
         for (i, version) in ["1.9.2", "2.0.0"].iter().enumerate() {

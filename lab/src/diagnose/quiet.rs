@@ -664,7 +664,7 @@ mod tests {
     #[test]
     fn own_code_is_the_mythical_crates_not_std_libc_or_dependencies() {
         for own in [
-            "mythical_services::faults::cpu_hog::hash_the_hoard",
+            "mythical_services::server::fingerprint::stretch",
             "<mythical_services::server::Beasts as core::clone::Clone>::clone",
             "&mythical_storage::Store::insert",
             "mythical_server::main",

@@ -101,7 +101,7 @@ fn bad_deploy(failure: &Failure) -> Option<RootCause> {
         id: "bad-deploy".into(),
         service: "mythical-requester".into(),
         summary: format!(
-            "only mythical-requester 2.0.0 fails ({new} failing traces, none from 1.9.2): its POSTs arrive without a name — roll back 2.0.0"
+            "mythical-requester 2.0.0 fails and 1.9.2 hardly does ({new} failing traces from 2.0.0, {old} from 1.9.2): its POSTs arrive without a name — roll back 2.0.0"
         ),
         message: failure.message.clone(),
     })
@@ -120,13 +120,31 @@ fn duplicate_name(failure: &Failure) -> Option<RootCause> {
     })
 }
 
-/// 42P01: the table is gone; the server's own DROP TABLE span says who.
+/// 42P01: the table is gone. A traced DROP says which service removed
+/// it; with none, it went from outside the services (by hand, or another
+/// client), and what explains the failures is the database's schema.
 fn table_wipe(failure: &Failure) -> Option<RootCause> {
-    (failure.sqlstate.as_deref() == Some("42P01")).then(|| RootCause {
-        id: "table-wipe".into(),
-        service: "mythical-server".into(),
-        summary: "the beasts' tables are gone: mythical-server dropped them (its teardown) and did not create them again".into(),
-        message: failure.message.clone(),
+    if failure.sqlstate.as_deref() != Some("42P01") {
+        return None;
+    }
+    let table = failure.table.as_deref().unwrap_or("a beast's table");
+    Some(match &failure.dropped_by {
+        Some(service) => RootCause {
+            id: "table-wipe".into(),
+            service: service.clone(),
+            summary: format!(
+                "{table} is gone: {service} traced the DROP that removed it, and no CREATE has brought it back"
+            ),
+            message: failure.message.clone(),
+        },
+        None => RootCause {
+            id: "table-wipe".into(),
+            service: "postgres".into(),
+            summary: format!(
+                "{table} is gone from Postgres and no service traced a DROP in the telemetry kept: it was removed from outside the services (by hand, or by another client) or longer ago than the telemetry reaches; the schema must be restored"
+            ),
+            message: failure.message.clone(),
+        },
     })
 }
 
@@ -137,10 +155,12 @@ fn pool_exhaustion(failure: &Failure) -> Option<RootCause> {
         .then(|| RootCause {
             id: "pool-exhaustion".into(),
             service: "mythical-server".into(),
-            summary: format!(
-                "mythical-server cannot get a connection from its pool while Postgres answers at once; {} sessions idle in transaction hold them",
-                failure.idle_in_transaction.map_or("?".into(), |n| n.to_string())
-            ),
+            summary: match failure.idle_in_transaction {
+                Some(n) if n > 0 => format!(
+                    "mythical-server cannot get a connection from its pool while Postgres answers at once; {n} sessions idle in transaction hold them"
+                ),
+                _ => "mythical-server cannot get a connection from its pool while Postgres answers at once".into(),
+            },
             message: failure.message.clone(),
         })
 }
@@ -181,6 +201,7 @@ mod tests {
             failing_by_version: None,
             postgres_answers: None,
             idle_in_transaction: None,
+            dropped_by: None,
         }
     }
 
@@ -210,5 +231,45 @@ mod tests {
         // Too few to tell.
         deploy.failing_by_version = Some((0, 12));
         assert_eq!(explain(&deploy).unwrap().id, "missing-name");
+    }
+
+    #[test]
+    fn summaries_say_only_what_was_found() {
+        let mut deploy = failure(Some(false), Some(false), true);
+        deploy.failing_by_version = Some((1, 120));
+        let said = explain(&deploy).unwrap().summary;
+        assert!(
+            said.contains("120 failing traces from 2.0.0, 1 from 1.9.2"),
+            "{said}"
+        );
+
+        let mut pool = failure(None, None, false);
+        pool.sqlstate = Some("unavailable".into());
+        pool.postgres_answers = Some(true);
+        for idle in [None, Some(0)] {
+            pool.idle_in_transaction = idle;
+            let said = explain(&pool).unwrap().summary;
+            assert!(!said.contains("idle in transaction"), "{said}");
+        }
+        pool.idle_in_transaction = Some(5);
+        let said = explain(&pool).unwrap().summary;
+        assert!(said.contains("5 sessions idle in transaction"), "{said}");
+
+        let mut wiped = failure(None, None, false);
+        wiped.sqlstate = Some("42P01".into());
+        wiped.dropped_by = Some("mythical-server".into());
+        let by_server = explain(&wiped).unwrap();
+        assert_eq!(
+            (by_server.id.as_str(), by_server.service.as_str()),
+            ("table-wipe", "mythical-server")
+        );
+        wiped.dropped_by = None;
+        let by_hand = explain(&wiped).unwrap();
+        assert_eq!(by_hand.service, "postgres");
+        assert!(
+            by_hand.summary.contains("no service traced a DROP"),
+            "{}",
+            by_hand.summary
+        );
     }
 }

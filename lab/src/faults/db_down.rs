@@ -5,6 +5,7 @@
 use anyhow::{Result, bail};
 
 use super::{Action, InfraKind};
+use crate::state::Runtime;
 
 pub const KIND: InfraKind = InfraKind {
     name: "db-down",
@@ -23,10 +24,10 @@ fn component(target: Option<&str>) -> Result<String> {
     }
 }
 
-fn action(mode: Option<&str>, runtime: &str) -> Result<Action> {
+fn action(mode: Option<&str>, runtime: Runtime) -> Result<Action> {
     match mode {
         Some(mode) => Action::parse(mode),
-        None if runtime == "docker" => Ok(Action::Stop),
+        None if runtime == Runtime::Docker => Ok(Action::Stop),
         None => Ok(Action::Pause),
     }
 }

@@ -18,8 +18,8 @@ use anyhow::{Context, Result, bail};
 use lab_proxy::Toxics;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{docker, process};
-use crate::state::{LabState, Running, StateDir};
+use crate::runtime::{Condition, docker, process};
+use crate::state::{LabState, Running, Runtime, StateDir};
 
 /// What an infrastructure fault kind is.
 pub struct InfraKind {
@@ -30,7 +30,7 @@ pub struct InfraKind {
     /// The component it acts on, from `--target` (or its default).
     pub component: fn(Option<&str>) -> Result<String>,
     /// The action from `--mode` (or its default for the runtime).
-    pub action: fn(Option<&str>, &str) -> Result<Action>,
+    pub action: fn(Option<&str>, Runtime) -> Result<Action>,
     /// A network kind: the db-proxy's toxics from `--param key=value`.
     /// `None` for a kind that takes no parameters.
     pub toxics: Option<fn(&Params) -> Result<Toxics>>,
@@ -45,7 +45,7 @@ pub fn proxy_component(target: Option<&str>) -> Result<String> {
 }
 
 /// The one action of every kind the db-proxy plays: a toxic.
-pub fn toxic_action(mode: Option<&str>, _runtime: &str) -> Result<Action> {
+pub fn toxic_action(mode: Option<&str>, _runtime: Runtime) -> Result<Action> {
     match mode {
         None | Some("toxic") => Ok(Action::Toxic),
         Some(other) => bail!("a network fault has one mode, toxic, not {other}"),
@@ -267,7 +267,7 @@ pub async fn inject(
         );
     }
     let name = (kind.component)(target)?;
-    let action = (kind.action)(mode, &lab.runtime)?;
+    let action = (kind.action)(mode, lab.runtime)?;
     let toxics = match kind.toxics {
         Some(toxics) => Some(toxics(params)?),
         None if params.is_empty() => None,
@@ -341,12 +341,8 @@ pub async fn clear(state: &StateDir, lab: &LabState, kind: Option<&str>) -> Resu
 
 /// Starts the detached session that holds the lock (`lab hold-lock`).
 fn lock_holder(state: &StateDir, lab: &LabState, beast: &str) -> Result<u32> {
-    let port = component(lab, "postgres")?
-        .endpoints
-        .get("postgres")
-        .and_then(|url| url.rsplit(':').next())
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|port| port.parse::<u16>().ok())
+    let port = lab
+        .postgres_port()
         .context("the lab's record has no Postgres port")?;
     let lab_binary = std::env::current_exe().context("cannot find the lab binary")?;
     let mut command = std::process::Command::new(lab_binary);
@@ -363,17 +359,13 @@ fn lock_holder(state: &StateDir, lab: &LabState, beast: &str) -> Result<u32> {
 /// command returns with the lab whole.
 async fn wait_healthy(lab: &LabState, running: &Running) -> Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let engine = if lab.runtime == "docker" {
-        Some(docker::Engine::connect().await?)
-    } else {
-        None
+    let engine = match lab.runtime {
+        Runtime::Docker => Some(docker::Engine::connect().await?),
+        Runtime::Native => None,
     };
     loop {
-        let health = match &engine {
-            Some(engine) => docker::health_of(engine, running).await,
-            None => crate::runtime::native::health_of(running).await.to_owned(),
-        };
-        if health == "healthy" {
+        let health = crate::runtime::condition_of(engine.as_ref(), running).await;
+        if health == Condition::Healthy {
             return Ok(());
         }
         if std::time::Instant::now() > deadline {
@@ -389,7 +381,7 @@ async fn wait_healthy(lab: &LabState, running: &Running) -> Result<()> {
 
 /// Does (or with `undo`, undoes) one action on one component.
 async fn act(lab: &LabState, running: &Running, action: Action, undo: bool) -> Result<()> {
-    if lab.runtime == "docker" {
+    if lab.runtime == Runtime::Docker {
         let container = running
             .container
             .as_deref()

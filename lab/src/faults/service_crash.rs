@@ -5,6 +5,7 @@
 use anyhow::{Result, bail};
 
 use super::{Action, InfraKind};
+use crate::state::Runtime;
 
 pub const KIND: InfraKind = InfraKind {
     name: "service-crash",
@@ -26,7 +27,7 @@ fn component(target: Option<&str>) -> Result<String> {
     }
 }
 
-fn action(mode: Option<&str>, _runtime: &str) -> Result<Action> {
+fn action(mode: Option<&str>, _runtime: Runtime) -> Result<Action> {
     match mode {
         None | Some("kill") => Ok(Action::Kill),
         Some(other) => Action::parse(other),

@@ -7,6 +7,7 @@
 use anyhow::{Result, bail};
 
 use super::{Action, InfraKind};
+use crate::state::Runtime;
 
 pub const KIND: InfraKind = InfraKind {
     name: "slow-query",
@@ -28,7 +29,7 @@ fn component(target: Option<&str>) -> Result<String> {
     Ok(beast.to_owned())
 }
 
-fn action(mode: Option<&str>, _runtime: &str) -> Result<Action> {
+fn action(mode: Option<&str>, _runtime: Runtime) -> Result<Action> {
     match mode {
         None | Some("lock") => Ok(Action::Lock),
         Some(other) => bail!("slow-query has one mode, lock, not {other}"),

@@ -15,10 +15,9 @@ pub fn admin(state: &StateDir, lab: &LabState, service: &str) -> Result<(String,
         .find(|c| c.name == service)
         .with_context(|| format!("{service} is not part of this lab"))?;
     let url = component
-        .endpoints
-        .get("http")
-        .cloned()
-        .context("the service has no HTTP endpoint")?;
+        .endpoint("http")
+        .context("the service has no HTTP endpoint")?
+        .to_owned();
     Ok((url, state.admin_token()?))
 }
 

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use futures_util::future::LocalBoxFuture;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::{now_secs, process};
+use super::{Condition, now_secs, process};
 use crate::plan::{self, Component, Health, Kind, Ports};
 use crate::state::{LabState, Running, StateDir};
 
@@ -70,8 +70,8 @@ pub async fn up(state: &StateDir, options: &UpOptions) -> Result<LabState> {
     let ports = choose_ports();
     let plan = plan::in_dependency_order(plan::native(ports));
     let mut lab = LabState {
-        runtime: "native".into(),
-        backends: "embedded".into(),
+        runtime: crate::state::Runtime::Native,
+        backends: crate::plan::Backends::Embedded,
         components: Vec::new(),
     };
     let bars = MultiProgress::new();
@@ -84,7 +84,7 @@ pub async fn up(state: &StateDir, options: &UpOptions) -> Result<LabState> {
         // side by side rather than one after the other.
         let bindir = bindir.as_path();
         let mut waiting: Vec<&Component> = plan.iter().collect();
-        let mut ready: Vec<&str> = Vec::new();
+        let mut ready: Vec<Kind> = Vec::new();
         let mut steps =
             futures_util::stream::FuturesUnordered::<LocalBoxFuture<Result<Step>>>::new();
         loop {
@@ -98,7 +98,7 @@ pub async fn up(state: &StateDir, options: &UpOptions) -> Result<LabState> {
                     ProgressStyle::with_template("{spinner} {prefix:<20} {msg}")
                         .expect("a valid template"),
                 );
-                bar.set_prefix(component.name);
+                bar.set_prefix(component.name());
                 bar.set_message("starting");
                 bar.enable_steady_tick(Duration::from_millis(100));
                 let started = Instant::now();
@@ -117,7 +117,7 @@ pub async fn up(state: &StateDir, options: &UpOptions) -> Result<LabState> {
                         lab.components.push(running.clone());
                         // Recorded in the plan's order, whichever came up first.
                         lab.components
-                            .sort_by_key(|c| plan.iter().position(|p| p.name == c.name));
+                            .sort_by_key(|c| plan.iter().position(|p| Some(p.kind) == c.kind()));
                         state.save(&lab)?;
                         steps.push(Box::pin(async move {
                             wait_healthy(component, &running).await?;
@@ -125,15 +125,15 @@ pub async fn up(state: &StateDir, options: &UpOptions) -> Result<LabState> {
                                 "healthy ({:.1}s)",
                                 started.elapsed().as_secs_f64()
                             ));
-                            Ok(Step::Healthy(component.name))
+                            Ok(Step::Healthy(component.kind))
                         }));
                     }
-                    Step::Healthy(name) => ready.push(name),
+                    Step::Healthy(kind) => ready.push(kind),
                 },
                 None if waiting.is_empty() => break,
                 None => bail!(
                     "nothing can start {:?}: they depend on components the plan does not have",
-                    waiting.iter().map(|c| c.name).collect::<Vec<_>>()
+                    waiting.iter().map(|c| c.name()).collect::<Vec<_>>()
                 ),
             }
         }
@@ -160,7 +160,7 @@ fn start(
     token: &str,
     options: &UpOptions,
 ) -> Result<Running> {
-    let log = state.logs().join(format!("{}.log", component.name));
+    let log = state.logs().join(format!("{}.log", component.name()));
     let marker = state.root().display().to_string();
     let lab = std::env::current_exe().context("cannot find the lab binary")?;
     let (command, marker) = match component.kind {
@@ -269,7 +269,7 @@ fn start(
     };
     let pid = process::spawn(command, &log)?;
     Ok(Running {
-        name: component.name.to_owned(),
+        name: component.name().to_owned(),
         pid,
         marker,
         endpoints: component.endpoints(),
@@ -290,7 +290,7 @@ enum Step<'a> {
     /// Ready to be spawned (Postgres once its data folder exists).
     Prepared(&'a Component, ProgressBar, Instant),
     /// Spawned and answering its health check.
-    Healthy(&'static str),
+    Healthy(Kind),
 }
 
 /// initdb into the state folder on the first up, as the postgres user when
@@ -374,7 +374,7 @@ async fn wait_healthy(component: &Component, running: &Running) -> Result<()> {
         if !process::is_ours(running.pid, &running.marker) {
             bail!(
                 "{} exited during start-up; its log is {}:\n{}",
-                component.name,
+                component.name(),
                 running.log.display(),
                 tail(&running.log, 15)
             );
@@ -382,7 +382,7 @@ async fn wait_healthy(component: &Component, running: &Running) -> Result<()> {
         if Instant::now() > deadline {
             bail!(
                 "{} was not healthy within 60 s; its log is {}",
-                component.name,
+                component.name(),
                 running.log.display()
             );
         }
@@ -404,7 +404,7 @@ pub fn stop_all(lab: &LabState) {
     let stops = |services: bool| -> Vec<process::Stop> {
         lab.components
             .iter()
-            .filter(|c| sends_telemetry(&c.name) == services)
+            .filter(|c| c.kind().is_some_and(Kind::is_service) == services)
             .map(|c| process::Stop {
                 pid: c.pid,
                 marker: &c.marker,
@@ -416,58 +416,38 @@ pub fn stop_all(lab: &LabState) {
     process::stop_together(&stops(false), Duration::from_secs(10));
 }
 
-/// Whether a component is one of the two services, which send telemetry
-/// to the others.
-fn sends_telemetry(name: &str) -> bool {
-    name.starts_with("mythical-")
-}
-
 /// A component's health now, for `lab status`.
-pub async fn health_of(running: &Running) -> &'static str {
+pub async fn health_of(running: &Running) -> Condition {
     if !process::is_ours(running.pid, &running.marker) {
-        return "stopped";
+        return Condition::Stopped;
     }
     if process::is_paused(running.pid) {
-        return "paused";
+        return Condition::Paused;
     }
     health_of_endpoints(running).await
 }
 
 /// A running component's health from its recorded endpoints.
-pub async fn health_of_endpoints(running: &Running) -> &'static str {
-    let health = match running.name.as_str() {
-        "postgres" => running
-            .endpoints
-            .get("postgres")
-            .and_then(|url| url.rsplit(':').next())
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|port| port.parse().ok())
+pub async fn health_of_endpoints(running: &Running) -> Condition {
+    let http = |endpoint: &str, path: &str| {
+        running.endpoint(endpoint).map(|u| Health::Http {
+            url: format!("{u}{path}"),
+        })
+    };
+    let health = match running.kind() {
+        Some(Kind::Postgres) => running
+            .port("postgres")
             .map(|port| Health::Postgres { port }),
-        "backend" => running.endpoints.get("query").map(|u| Health::Http {
-            url: format!("{u}/ready"),
-        }),
-        "db-proxy" => running.endpoints.get("admin").map(|u| Health::Http {
-            url: format!("{u}/healthz"),
-        }),
-        "tempo" | "loki" | "mimir" | "pyroscope" => {
-            running.endpoints.get("http").map(|u| Health::Http {
-                url: format!("{u}/ready"),
-            })
-        }
-        "alloy" => running.endpoints.get("http").map(|u| Health::Http {
-            url: format!("{u}/-/ready"),
-        }),
-        "grafana" => running.endpoints.get("http").map(|u| Health::Http {
-            url: format!("{u}/api/health"),
-        }),
-        _ => running.endpoints.get("http").map(|u| Health::Http {
-            url: format!("{u}/healthz"),
-        }),
+        Some(Kind::Backend) => http("query", "/ready"),
+        Some(Kind::Proxy) => http("admin", "/healthz"),
+        Some(Kind::Tempo | Kind::Loki | Kind::Mimir | Kind::Pyroscope) => http("http", "/ready"),
+        Some(Kind::Alloy) => http("http", "/-/ready"),
+        Some(Kind::Grafana) => http("http", "/api/health"),
+        Some(Kind::Server | Kind::Requester) | None => http("http", "/healthz"),
     };
     match health {
-        Some(health) if healthy(&health).await => "healthy",
-        Some(_) => "unhealthy",
-        None => "unhealthy",
+        Some(health) if healthy(&health).await => Condition::Healthy,
+        Some(_) | None => Condition::Unhealthy,
     }
 }
 

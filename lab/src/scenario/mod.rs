@@ -172,11 +172,11 @@ impl Query {
     /// were checked when the scenario was loaded.
     pub fn reach(&self) -> Result<(Duration, Duration), String> {
         let back = match &self.since {
-            Some(since) => crate::cli::parse_duration(since)?,
+            Some(since) => crate::parse_duration(since)?,
             None => Duration::from_secs(300),
         };
         let ahead = match &self.ahead {
-            Some(ahead) => crate::cli::parse_duration(ahead)?,
+            Some(ahead) => crate::parse_duration(ahead)?,
             None => Duration::ZERO,
         };
         Ok((back, ahead))
@@ -335,7 +335,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         ));
     }
     for runtime in &scenario.runtimes {
-        if runtime != "native" && runtime != "docker" {
+        if crate::state::Runtime::named(runtime).is_none() {
             return Err(fail(
                 runtime,
                 format!("runtime `{runtime}` is not native or docker"),
@@ -382,7 +382,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         }
         for (field, value) in [("after", &fault.after), ("for", &fault.duration)] {
             if let Some(value) = value
-                && crate::cli::parse_duration(value).is_err()
+                && crate::parse_duration(value).is_err()
             {
                 return Err(fail(
                     value,
@@ -397,7 +397,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     for step in &scenario.steps {
         for (field, value) in [("since", &step.query.since), ("ahead", &step.query.ahead)] {
             if let Some(value) = value
-                && crate::cli::parse_duration(value).is_err()
+                && crate::parse_duration(value).is_err()
             {
                 return Err(fail(
                     value,
@@ -459,8 +459,8 @@ pub fn same_answer(a: &str, b: &str) -> bool {
 
 impl Scenario {
     /// Whether it can run on this runtime.
-    pub fn runs_on(&self, runtime: &str) -> bool {
-        self.runtimes.is_empty() || self.runtimes.iter().any(|r| r == runtime)
+    pub fn runs_on(&self, runtime: crate::state::Runtime) -> bool {
+        self.runtimes.is_empty() || self.runtimes.iter().any(|r| r == runtime.as_str())
     }
 
     /// Whether `answer` (a choice's text or its number from 1) is right.

@@ -44,7 +44,7 @@ pub fn active(state: &StateDir) -> Result<Option<Active>> {
 
 fn duration(text: &Option<String>) -> Result<Option<Duration>> {
     text.as_deref()
-        .map(crate::cli::parse_duration)
+        .map(crate::parse_duration)
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))
 }
@@ -101,7 +101,7 @@ pub async fn start(
             running.id
         );
     }
-    if !scenario.runs_on(&lab.runtime) {
+    if !scenario.runs_on(lab.runtime) {
         bail!(
             "scenario `{}` needs the {} runtime; this lab runs {}",
             scenario.id,

@@ -21,8 +21,10 @@ use serde_json::json;
 type Json = serde_json::Value;
 
 use super::AppState;
+use super::fingerprint;
 use crate::events::{Level, Logfmt};
-use crate::faults::{cpu_hog, null_name, table_wipe};
+use crate::faults::memory_leak::Caching;
+use crate::faults::{cpu_hog, memory_leak, null_name, table_wipe};
 use crate::http_json::error_response;
 
 type Shared = State<Arc<AppState>>;
@@ -63,7 +65,7 @@ pub(super) async fn list(
     if let Some(unavailable) = call.teardown_check() {
         return unavailable;
     }
-    call.standing_faults(beast).await;
+    call.every_request(beast).await;
     let result = call
         .db(
             beast,
@@ -102,7 +104,7 @@ pub(super) async fn create(
     if let Some(unavailable) = call.teardown_check() {
         return unavailable;
     }
-    call.standing_faults(beast).await;
+    call.every_request(beast).await;
     let name = null_name::name_to_insert(&state.faults, received);
     let result = call
         .db(
@@ -140,7 +142,7 @@ pub(super) async fn remove(
     if let Some(unavailable) = call.teardown_check() {
         return unavailable;
     }
-    call.standing_faults(beast).await;
+    call.every_request(beast).await;
     let result = call
         .db(
             beast,
@@ -279,12 +281,20 @@ impl<'a> Call<'a> {
         )
     }
 
-    /// The faults that act on every request rather than on one statement:
-    /// CPU burnt, memory kept, connections leaked, tables dropped.
-    async fn standing_faults(&self, beast: Beast) {
+    /// What every request does besides its statement: its fingerprint, the
+    /// answer cache, and the faults that act on every request rather than
+    /// on one statement (connections leaked, tables dropped).
+    async fn every_request(&self, beast: Beast) {
         let state = self.state;
-        std::hint::black_box(cpu_hog::maybe_burn(&state.faults, beast.as_str()));
-        state.hoard.on_request(&state.faults);
+        std::hint::black_box(fingerprint::stretch(
+            beast.as_str().as_bytes(),
+            cpu_hog::stretch_for(&state.faults),
+        ));
+        match memory_leak::caching(&state.faults) {
+            Caching::Keep => state.answers.remember(),
+            Caching::EvictAll => state.answers.evict_all(),
+            Caching::Nothing => {}
+        }
         state.leaked.on_request(&state.faults, &state.store).await;
         let action = state.wiped.action(&state.faults);
         if action == table_wipe::Action::Nothing {

@@ -3,6 +3,8 @@
 //! instrumented, with the `null-name` switch behind the admin API.
 
 mod api;
+mod cache;
+mod fingerprint;
 mod metrics;
 pub(crate) use metrics::resident_bytes;
 
@@ -108,8 +110,9 @@ pub(crate) struct AppState {
     /// A table wipe is running: requests fail with the original's
     /// "Table is not available".
     teardown: AtomicBool,
-    /// What the standing faults hold: memory, connections, dropped tables.
-    hoard: crate::faults::memory_leak::Hoard,
+    /// Copies of answers, kept while the cache does not evict.
+    answers: cache::AnswerCache,
+    /// What the standing faults hold: connections, dropped tables.
     leaked: crate::faults::pool_exhaustion::Leaked,
     wiped: crate::faults::table_wipe::Wiped,
 }
@@ -162,7 +165,7 @@ pub async fn run(
         faults: faults.clone(),
         migrated: AtomicBool::new(false),
         teardown: AtomicBool::new(false),
-        hoard: Default::default(),
+        answers: Default::default(),
         leaked: Default::default(),
         wiped: Default::default(),
     });

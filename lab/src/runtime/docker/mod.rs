@@ -19,6 +19,7 @@ pub use engine::Engine;
 use images::Images;
 use spec::{ContainerSpec, LabIdentity};
 
+use super::Condition;
 use crate::plan::{self, Backends, Component, Kind};
 use crate::state::{LabState, Running, StateDir};
 
@@ -275,8 +276,8 @@ pub async fn up(
     }
     let specs = specs(state, &plan, &images, options)?;
     let mut record = LabState {
-        runtime: "docker".into(),
-        backends: options.backends.as_str().into(),
+        runtime: crate::state::Runtime::Docker,
+        backends: options.backends,
         components: Vec::new(),
     };
     let work = async {
@@ -289,12 +290,12 @@ pub async fn up(
             }
         }
         for (component, spec) in plan.iter().zip(&specs) {
-            let bar = spinner(bars, component.name);
+            let bar = spinner(bars, component.name());
             bar.set_message(format!("starting {}", spec.image));
             let started = Instant::now();
             engine.run(&lab, spec).await?;
             record.components.push(Running {
-                name: component.name.to_owned(),
+                name: component.name().to_owned(),
                 pid: 0,
                 marker: spec.name.clone(),
                 endpoints: component.endpoints(),
@@ -348,11 +349,10 @@ async fn wait_healthy(engine: &Engine, component: &Component, spec: &ContainerSp
             return Ok(());
         }
         let container_state = engine.state_of(&spec.name).await;
-        if container_state == "exited" || container_state == "dead" || container_state == "missing"
-        {
+        if Condition::of_container(&container_state).is_some_and(Condition::is_gone) {
             bail!(
                 "{} exited during start-up ({}); its last lines:\n{}",
-                component.name,
+                component.name(),
                 spec.image,
                 engine.tail(&spec.name, 20).await
             );
@@ -360,9 +360,9 @@ async fn wait_healthy(engine: &Engine, component: &Component, spec: &ContainerSp
         if Instant::now() > deadline {
             bail!(
                 "{} was not healthy within {} s; `lab logs {}` shows why",
-                component.name,
+                component.name(),
                 limit.as_secs(),
-                component.name
+                component.name()
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -370,19 +370,14 @@ async fn wait_healthy(engine: &Engine, component: &Component, spec: &ContainerSp
 }
 
 /// A component's health now: the container's state, then its own check.
-pub async fn health_of(engine: &Engine, running: &Running) -> String {
+pub async fn health_of(engine: &Engine, running: &Running) -> Condition {
     let Some(container) = &running.container else {
-        return "unknown".into();
+        return Condition::Unknown;
     };
-    let state = engine.state_of(container).await;
-    if state != "running" {
-        return if state == "exited" {
-            "stopped".into()
-        } else {
-            state
-        };
+    match Condition::of_container(&engine.state_of(container).await) {
+        Some(condition) => condition,
+        None => super::native::health_of_endpoints(running).await,
     }
-    super::native::health_of_endpoints(running).await.into()
 }
 
 /// `lab down`: removes the lab's containers and network (and volumes).

@@ -375,8 +375,8 @@ pub fn render(component: &Component, ctx: &Context) -> ContainerSpec {
         }
     };
     ContainerSpec {
-        component: component.name.to_owned(),
-        name: ctx.lab.container(component.name),
+        component: component.name().to_owned(),
+        name: ctx.lab.container(component.name()),
         image: ctx.images.get(images::key_of(kind)).to_owned(),
         cmd,
         env,
@@ -393,7 +393,7 @@ pub fn render(component: &Component, ctx: &Context) -> ContainerSpec {
         },
         mounts,
         memory_mib: memory_mib(kind),
-        labels: ctx.lab.labels(Some(component.name)),
+        labels: ctx.lab.labels(Some(component.name())),
         stop_signal,
     }
 }
