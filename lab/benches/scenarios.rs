@@ -1,13 +1,13 @@
-//! Every scenario of the catalogue on one native lab: is it diagnosed
-//! right, is the culprit right, and how many seconds from `lab scenario
-//! start` to the correct diagnosis. Prints its section of BENCHMARKS.md
+//! Every scenario of the catalogue, each on a fresh native lab: is the
+//! first verdict of `lab diagnose` (its default window) right, is the
+//! culprit right, and how many seconds from `lab scenario start` to it. Prints its section of BENCHMARKS.md
 //! (and writes it under `BENCH_RESULTS` when set, for `scripts/bench`).
 //!
 //! cargo bench -p lab --bench scenarios
 
 use std::time::Duration;
 
-use lab_testkit::{Down, Goal, LabCli, Section, walk};
+use lab_testkit::{Down, Goal, LabCli, Section, walk_fresh};
 
 /// How long a scenario may take to be diagnosed at most.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -19,7 +19,6 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let lab = LabCli::new(env!("CARGO_BIN_EXE_lab"), dir.path().join("lab"));
     let _down = Down(&lab);
-    lab.ok(&["up", "--runtime", "native"]);
 
     section.table(&[
         "scenario",
@@ -31,7 +30,7 @@ fn main() {
     let yes = |b: bool| if b { "yes" } else { "**no**" };
     let mut walks = Vec::new();
     for scenario in lab.scenarios_for("native") {
-        let walked = walk(&lab, &scenario, false, PATIENCE);
+        let walked = walk_fresh(&lab, &["--runtime", "native"], &scenario, false, PATIENCE);
         section.row([
             walked.id.as_str(),
             walked.root_cause.as_str(),

@@ -386,7 +386,13 @@ async fn docker_only_scenarios_are_guided_answered_diagnosed_and_undone() {
     assert!(!docker_only.is_empty());
     let mut failures = Vec::new();
     for scenario in &docker_only {
-        let walked = lab_testkit::walk(&cli, scenario, true, Duration::from_secs(60));
+        let walked = lab_testkit::walk_fresh(
+            &cli,
+            &["--runtime", "docker", "--backends", "embedded"],
+            scenario,
+            true,
+            Duration::from_secs(60),
+        );
         eprintln!(
             "{}: diagnosed {} after {:?} s",
             walked.id, walked.diagnosed, walked.seconds

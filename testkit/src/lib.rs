@@ -16,4 +16,4 @@ pub use otlp::{
 };
 pub use postgres::{TestPostgres, find_bindir, free_port};
 pub use section::{Goal, Section, SpliceError, splice, thousands};
-pub use walk::{Down, LabCli, Walk, walk};
+pub use walk::{Down, LabCli, Walk, walk, walk_fresh};

@@ -1,9 +1,10 @@
-//! One scenario walked on a live lab through the `lab` binary, as a
-//! teacher and a learner would: start → `lab diagnose` polled until it
-//! names the scenario's root cause (timed from the start) → every guide
-//! step checked → the right answer accepted, a wrong one refused → stop →
-//! the lab healthy again. The scenario test asserts on the outcome; the
-//! scenario benchmark prints it as a table.
+//! One scenario walked on a fresh live lab through the `lab` binary, as a
+//! teacher and a learner would: the lab reads healthy → start → `lab
+//! diagnose`, with the window a learner gets, until its first verdict that
+//! names a cause, which must be the scenario's (timed from the start) →
+//! every guide step checked → the right answer accepted, a wrong one
+//! refused → stop → the lab healthy again. The scenario test asserts on
+//! the outcome; the scenario benchmark prints it as a table.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -82,6 +83,27 @@ impl LabCli {
         Err(last)
     }
 
+    /// Polls `lab diagnose --json` with its default window until a report
+    /// names a root cause: the first verdict a learner would read. A
+    /// report of a fault whose cause is not named yet is still looking,
+    /// not a verdict. `Err` carries the last report when none named one
+    /// within `within`.
+    pub fn first_verdict(&self, within: Duration) -> Result<Value, Value> {
+        let deadline = Instant::now() + within;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            let out = self.run(&["diagnose", "--json"]);
+            if let Ok(report) = serde_json::from_slice::<Value>(&out.stdout) {
+                if report["root_cause"].is_object() {
+                    return Ok(report);
+                }
+                last = report;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Err(last)
+    }
+
     /// The scenarios of the catalogue that run on `runtime`.
     pub fn scenarios_for(&self, runtime: &str) -> Vec<Value> {
         let list: Value = serde_json::from_str(&self.ok(&["scenario", "list", "--json"]))
@@ -105,7 +127,8 @@ pub struct Walk {
     pub id: String,
     pub root_cause: String,
     pub culprit: String,
-    /// `lab diagnose` named the root cause within the patience.
+    /// `lab diagnose`'s first verdict named the root cause, within the
+    /// patience.
     pub diagnosed: bool,
     /// …and blamed the scenario's culprit.
     pub culprit_right: bool,
@@ -115,36 +138,69 @@ pub struct Walk {
     pub failures: Vec<String>,
 }
 
-/// Walks `scenario` (an entry of `lab scenario list --json`); `guide`
-/// false skips the guide's checks and answers (the benchmark times the
-/// diagnosis only).
+/// Takes the lab down with its data, brings it up again with `up` (the
+/// arguments after `lab up`) and walks `scenario` on it: each scenario
+/// starts from a lab with no history, so the first verdict is judged with
+/// the learner's default window and nothing of the scenario before.
+pub fn walk_fresh(
+    lab: &LabCli,
+    up: &[&str],
+    scenario: &Value,
+    guide: bool,
+    patience: Duration,
+) -> Walk {
+    lab.ok(&["down", "--volumes"]);
+    let mut args = vec!["up"];
+    args.extend_from_slice(up);
+    lab.ok(&args);
+    walk(lab, scenario, guide, patience)
+}
+
+/// Walks `scenario` (an entry of `lab scenario list --json`) on a lab that
+/// is up and has no failures in the last minute; `guide` false skips the
+/// guide's checks and answers (the benchmark times the diagnosis only).
 pub fn walk(lab: &LabCli, scenario: &Value, guide: bool, patience: Duration) -> Walk {
     let text = |key: &str| scenario[key].as_str().unwrap_or_default().to_owned();
     let (id, root_cause, culprit) = (text("id"), text("root_cause"), text("culprit"));
     let mut failures = Vec::new();
+
+    // Before anything is broken, the learner's diagnosis reads healthy.
+    if let Err(last) = lab.diagnose_until(
+        || "60s".to_owned(),
+        Duration::from_secs(30),
+        |r| r["status"] == "healthy",
+    ) {
+        failures.push(format!(
+            "{id}: the lab did not read healthy before the scenario; last: {last:#}"
+        ));
+    }
     let started = Instant::now();
     lab.ok(&["scenario", "start", &id]);
 
-    // Only what happened since the start counts: the previous scenario's
-    // symptoms may still be in a longer window.
-    let since_start = || format!("{}s", started.elapsed().as_secs().max(5) + 1);
-    let (diagnosed, culprit_right, seconds) = match lab.diagnose_until(since_start, patience, |r| {
-        r["root_cause"]["id"] == root_cause.as_str()
-    }) {
+    // Strict: the first verdict that names a cause is the one judged; a
+    // wrong cause on the way to the right one fails the walk.
+    let (diagnosed, culprit_right, seconds) = match lab.first_verdict(patience) {
         Ok(report) => {
             let seconds = started.elapsed().as_secs_f64();
-            let culprit_right = report["root_cause"]["service"] == culprit.as_str();
-            if !culprit_right {
+            let named = &report["root_cause"];
+            let diagnosed = named["id"] == root_cause.as_str();
+            let culprit_right = diagnosed && named["service"] == culprit.as_str();
+            if !diagnosed {
+                failures.push(format!(
+                    "{id}: the first verdict, after {seconds:.1} s, was {} (culprit {}) instead of {root_cause}: {report:#}",
+                    named["id"], named["service"]
+                ));
+            } else if !culprit_right {
                 failures.push(format!(
                     "{id}: diagnosed culprit {} instead of {culprit}",
-                    report["root_cause"]["service"]
+                    named["service"]
                 ));
             }
-            (true, culprit_right, Some(seconds))
+            (diagnosed, culprit_right, diagnosed.then_some(seconds))
         }
         Err(last) => {
             failures.push(format!(
-                "{id}: no {root_cause} diagnosis within {} s; last: {last:#}",
+                "{id}: no verdict within {} s; last: {last:#}",
                 patience.as_secs()
             ));
             (false, false, None)

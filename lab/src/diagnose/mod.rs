@@ -681,6 +681,21 @@ pub async fn diagnose(
         store.pool().close().await;
     }
 
+    // A cause the evidence cannot tell apart from another yet is not
+    // named: the learner reads "still looking", never a guess.
+    if let Some(why) = rules::undecided(&failure) {
+        evidence.push(Evidence {
+            signal: "traces",
+            query: "failing requester traces by service.version".into(),
+            finding: why,
+            trace_id: None,
+        });
+        return Ok(Diagnosis {
+            status: "fault",
+            root_cause: None,
+            evidence,
+        });
+    }
     Ok(Diagnosis {
         status: "fault",
         root_cause: rules::explain(&failure),

@@ -176,14 +176,18 @@ fn broken_propagation(requests: &[Value]) -> Option<Diagnosis> {
 /// traces old enough to have their line stored decide.
 async fn clock_skew(client: &QueryClient, requests: &[Value]) -> Result<Option<Diagnosis>> {
     let settled_before = lab_backend::params::now_nanos() - LOG_DELAY_NS;
-    let settled = requests
+    let mut settled: Vec<(String, i64)> = requests
         .iter()
         .filter_map(|t| {
             let id = t["traceID"].as_str()?.to_owned();
             let start: i64 = t["startTimeUnixNano"].as_str()?.parse().ok()?;
             (start < settled_before).then_some((id, start))
         })
-        .take(3);
+        .collect();
+    // The newest decide, whatever order the search answered in: a skew
+    // that began seconds ago shows only in them.
+    settled.sort_by_key(|(_, start)| std::cmp::Reverse(*start));
+    settled.truncate(3);
     for (trace_id, span_start) in settled {
         // Far wider than the trace: a skewed line can be minutes away.
         let wide = Window {
@@ -489,9 +493,11 @@ ORDER BY waiting DESC";
 /// A leak grows the resident memory between every two of the last
 /// [`CLIMB_SCRAPES`] scrapes by at least [`CLIMB_MIB_PER_SECOND`] a second,
 /// [`CLIMB_MIB`] in all, at a steady pace (the slowest step at least
-/// [`STEADY`] of the fastest). A program's natural growth is a jump now and
-/// then (code pages, a buffer that grows once) and flat between, or a
-/// warm-up whose steps shrink fast. The rule reads the raw scrapes of the
+/// [`STEADY`] of the fastest, and not every step smaller than the last with
+/// the last under half the first). A program's natural growth is a jump
+/// now and then (code pages, a buffer that grows once) and flat between,
+/// or a warm-up whose steps shrink, as a fresh server's do. Either passes
+/// only when the heap profile names a holder of [`HELD_MIB`]. The rule reads the raw scrapes of the
 /// last [`CLIMB_WINDOW_SECONDS`] (a range vector at one instant), so it
 /// judges what was scraped, when, whatever the scrape interval: at the
 /// original's 2 s, a leak shows within seconds of its start.
@@ -538,7 +544,7 @@ async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diag
     )
     .await;
     let held_mib = holders.first().map_or(0.0, |(_, bytes)| mib(*bytes as f64));
-    if climb.slowest < STEADY * climb.fastest && held_mib < HELD_MIB {
+    if (climb.slowest < STEADY * climb.fastest || climb.levels_off()) && held_mib < HELD_MIB {
         return Ok(None);
     }
     let steps_text = climb
@@ -622,6 +628,18 @@ impl Climb {
             seconds: last.0 - first.0,
         })
     }
+
+    /// Each step smaller than the one before, the last under half the
+    /// first: a warm-up settling (a fresh process filling its caches and
+    /// arenas), which a leak at steady traffic never looks like.
+    fn levels_off(&self) -> bool {
+        let steps = &self.steps_mib;
+        let shrinking = steps.windows(2).all(|pair| pair[1] < pair[0]);
+        match (steps.first(), steps.last()) {
+            (Some(first), Some(last)) => shrinking && *last < 0.5 * first,
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -642,6 +660,7 @@ mod tests {
         climb.slowest >= CLIMB_MIB_PER_SECOND
             && climb.growth_mib >= CLIMB_MIB
             && climb.slowest >= STEADY * climb.fastest
+            && !climb.levels_off()
     }
 
     #[test]
@@ -654,6 +673,8 @@ mod tests {
         assert!(!leaks(&[30.0, 30.0, 34.0, 34.0]));
         // A warm-up that levels off.
         assert!(!leaks(&[20.0, 26.0, 27.0, 27.1]));
+        // A fresh server settling, as a live lab showed 7 s after its start.
+        assert!(!leaks(&[38.8, 39.7, 40.1, 40.3]));
         // Growth too slow to matter within the hour.
         assert!(!leaks(&[30.0, 30.1, 30.2, 30.3]));
         // Falling memory.

@@ -75,7 +75,7 @@ fn null_name(failure: &Failure) -> Option<RootCause> {
 /// 23502, and the request reached the server without a name.
 fn missing_name(failure: &Failure) -> Option<RootCause> {
     let column = not_null_column(failure)?;
-    (failure.name_received == Some(false) || failure.name_sent == Some(false)).then(|| RootCause {
+    (name_missing(failure) && versions(failure) == Versions::Both).then(|| RootCause {
         id: "missing-name".into(),
         service: "mythical-requester".into(),
         summary: format!(
@@ -92,12 +92,58 @@ const VERSION_SAMPLE: usize = 30;
 /// At most this share of the failures from 1.9.2: the background of
 /// repeated names, not the deploy.
 const OLD_VERSION_SHARE: usize = 50;
+/// At least this many failures from 1.9.2, over its background share: the
+/// old version fails too, so no deploy explains it.
+const OLD_VERSION_FAILING: usize = 3;
+
+/// What the failing requester traces by version say of a missing name.
+#[derive(Debug, PartialEq)]
+enum Versions {
+    /// Only 2.0.0 fails, in a sample large enough to tell.
+    OnlyTheNew,
+    /// 1.9.2 fails too.
+    Both,
+    /// Too few failures to tell either way yet.
+    TooFew,
+}
+
+fn versions(failure: &Failure) -> Versions {
+    let Some((old, new)) = failure.failing_by_version else {
+        return Versions::Both;
+    };
+    let background = old * OLD_VERSION_SHARE <= old + new;
+    if background && new >= VERSION_SAMPLE {
+        Versions::OnlyTheNew
+    } else if !background && old >= OLD_VERSION_FAILING {
+        Versions::Both
+    } else {
+        Versions::TooFew
+    }
+}
+
+/// The request arrived without a name (NULL refused, and the server says
+/// it received none, or the requester that it sent none).
+fn name_missing(failure: &Failure) -> bool {
+    not_null_column(failure).is_some()
+        && (failure.name_received == Some(false) || failure.name_sent == Some(false))
+}
+
+/// Why no cause can be named yet, when the evidence fits two: a missing
+/// name is the requester's code (missing-name) or one version of it
+/// (bad-deploy), and a handful of failures cannot tell which.
+pub fn undecided(failure: &Failure) -> Option<String> {
+    let (old, new) = failure.failing_by_version?;
+    (name_missing(failure) && versions(failure) == Versions::TooFew).then(|| {
+        format!(
+            "requests arrive without a name; {new} failing traces from 2.0.0 and {old} from 1.9.2 are too few to tell one version from both (at least {VERSION_SAMPLE} from 2.0.0 alone, or {OLD_VERSION_FAILING} from 1.9.2)"
+        )
+    })
+}
 
 /// 23502, and only the requester's version 2.0.0 fails: a deploy broke it.
 fn bad_deploy(failure: &Failure) -> Option<RootCause> {
-    not_null_column(failure)?;
     let (old, new) = failure.failing_by_version?;
-    (new >= VERSION_SAMPLE && old * OLD_VERSION_SHARE <= old + new).then(|| RootCause {
+    (name_missing(failure) && versions(failure) == Versions::OnlyTheNew).then(|| RootCause {
         id: "bad-deploy".into(),
         service: "mythical-requester".into(),
         summary: format!(
@@ -228,9 +274,17 @@ mod tests {
         // Both versions fail: the relabelling leaves 1.9.2 its share.
         deploy.failing_by_version = Some((6, 34));
         assert_eq!(explain(&deploy).unwrap().id, "missing-name");
-        // Too few to tell.
-        deploy.failing_by_version = Some((0, 12));
-        assert_eq!(explain(&deploy).unwrap().id, "missing-name");
+        assert_eq!(undecided(&deploy), None);
+        // Too few to tell: no cause is named yet.
+        for few in [(0, 12), (1, 8), (2, 20)] {
+            deploy.failing_by_version = Some(few);
+            assert!(undecided(&deploy).is_some(), "{few:?}");
+        }
+        // A NULL the server made is not a question of versions.
+        let mut dropped = failure(Some(true), Some(true), true);
+        dropped.failing_by_version = Some((0, 2));
+        assert_eq!(undecided(&dropped), None);
+        assert_eq!(explain(&dropped).unwrap().id, "null-name");
     }
 
     #[test]

@@ -375,7 +375,8 @@ impl Engine {
             c.labels
                 .as_ref()
                 .and_then(|labels| labels.get(LABEL_COMPONENT))
-                .is_some_and(|component| component.starts_with("mythical-"))
+                .and_then(|component| crate::plan::Kind::named(component))
+                .is_some_and(crate::plan::Kind::is_service)
         };
         let (services, others): (Vec<_>, Vec<_>) = containers.iter().partition(|c| is_service(c));
         for wave in [services, others] {
