@@ -21,6 +21,28 @@ use crate::config::env_var;
 use crate::loki_push::LokiPushExporter;
 use crate::profiling::Profiler;
 
+/// How many spans, and how many log records, wait for export at most,
+/// unless `OTEL_BSP_MAX_QUEUE_SIZE` / `OTEL_BLRP_MAX_QUEUE_SIZE` say
+/// otherwise: half the SDK's 2,048. Two export batches (512 each) fit;
+/// a queue only fills when the export cannot keep up, and then a longer
+/// one drops as much, only later, while holding twice the memory.
+const QUEUE: usize = 1024;
+
+/// The SDK's batch processor for log records, with [`QUEUE`] unless the
+/// environment sets the queue.
+fn batched_logs<E: opentelemetry_sdk::logs::LogExporter + 'static>(
+    exporter: E,
+) -> opentelemetry_sdk::logs::BatchLogProcessor {
+    let config = opentelemetry_sdk::logs::BatchConfigBuilder::default();
+    let config = match env_var("OTEL_BLRP_MAX_QUEUE_SIZE") {
+        Some(_) => config,
+        None => config.with_max_queue_size(QUEUE),
+    };
+    opentelemetry_sdk::logs::BatchLogProcessor::builder(exporter)
+        .with_batch_config(config.build())
+        .build()
+}
+
 /// How the exporters talk to the collector (`OTEL_EXPORTER_OTLP_PROTOCOL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtlpProtocol {
@@ -137,16 +159,28 @@ impl Telemetry {
 
         let mut traces = SdkTracerProvider::builder().with_resource(resource.clone());
         if exported("TRACE") {
-            traces = traces.with_batch_exporter(span_exporter()?);
+            let config = opentelemetry_sdk::trace::BatchConfigBuilder::default();
+            let config = match env_var("OTEL_BSP_MAX_QUEUE_SIZE") {
+                Some(_) => config,
+                None => config.with_max_queue_size(QUEUE),
+            };
+            traces = traces.with_span_processor(
+                opentelemetry_sdk::trace::BatchSpanProcessor::builder(span_exporter()?)
+                    .with_batch_config(config.build())
+                    .build(),
+            );
         }
         let tracer_provider = traces.build();
 
         let mut logs = SdkLoggerProvider::builder().with_resource(resource.clone());
         if let Some(target) = env_var("LOGS_TARGET") {
-            logs =
-                logs.with_batch_exporter(LokiPushExporter::new(&target, &service_name, timeout())?);
+            logs = logs.with_log_processor(batched_logs(LokiPushExporter::new(
+                &target,
+                &service_name,
+                timeout(),
+            )?));
         } else if exported("LOG") {
-            logs = logs.with_batch_exporter(log_exporter()?);
+            logs = logs.with_log_processor(batched_logs(log_exporter()?));
         }
         let logger_provider = logs.build();
 

@@ -52,6 +52,8 @@ const SKEW_S: f64 = 60.0;
 /// Log records are exported in batches: a trace younger than this may not
 /// have its line stored yet.
 const LOG_DELAY_NS: i64 = 5_000_000_000;
+/// How recent the traces are that clock skew is judged on.
+const SKEW_RECENT_NS: i64 = 20_000_000_000;
 
 fn fault(
     id: &str,
@@ -82,7 +84,7 @@ pub async fn find(
     if let Some(d) = broken_propagation(&requests) {
         return Ok(Some(d));
     }
-    if let Some(d) = clock_skew(client, &requests).await? {
+    if let Some(d) = clock_skew(client, window).await? {
         return Ok(Some(d));
     }
     let typical = median(requests.iter().filter_map(matched_ms).collect());
@@ -172,9 +174,18 @@ fn broken_propagation(requests: &[Value]) -> Option<Diagnosis> {
     ))
 }
 
-/// Log records whose time is far from their trace's: the first few
-/// traces old enough to have their line stored decide.
-async fn clock_skew(client: &QueryClient, requests: &[Value]) -> Result<Option<Diagnosis>> {
+/// Log records whose time is far from their trace's: the newest few
+/// traces old enough to have their line stored decide. They are searched
+/// for in the last [`SKEW_RECENT_NS`] only: a search of the whole window
+/// answers a sample of it, which may hold none of the seconds since the
+/// skew began.
+async fn clock_skew(client: &QueryClient, window: Window) -> Result<Option<Diagnosis>> {
+    let recent = Window {
+        start: window.start.max(window.end - SKEW_RECENT_NS),
+        end: window.end,
+    };
+    let found = client.traceql(SERVER_REQUESTS, recent, SAMPLE).await?;
+    let requests = found["traces"].as_array().cloned().unwrap_or_default();
     let settled_before = lab_backend::params::now_nanos() - LOG_DELAY_NS;
     let mut settled: Vec<(String, i64)> = requests
         .iter()
