@@ -36,17 +36,12 @@ fn default_image(key: &str) -> String {
     }
 }
 
-/// The image key of a component kind.
+/// The image key of a component kind: the lab's own parts share the
+/// `mythical` image; every other kind's image is keyed by its name.
 pub fn key_of(kind: Kind) -> &'static str {
     match kind {
-        Kind::Postgres => "postgres",
         Kind::Backend | Kind::Proxy | Kind::Server | Kind::Requester => "mythical",
-        Kind::Alloy => "alloy",
-        Kind::Tempo => "tempo",
-        Kind::Loki => "loki",
-        Kind::Mimir => "mimir",
-        Kind::Pyroscope => "pyroscope",
-        Kind::Grafana => "grafana",
+        other => other.name(),
     }
 }
 
@@ -154,6 +149,15 @@ fn read_overrides(path: &Path) -> Result<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_has_an_image_key() {
+        for kind in Kind::ALL {
+            assert!(KEYS.contains(&key_of(kind)), "{kind}");
+        }
+        assert_eq!(key_of(Kind::Grafana), "grafana");
+        assert_eq!(key_of(Kind::Proxy), "mythical");
+    }
 
     #[test]
     fn a_file_overrides_defaults_and_rejects_unknown_keys() {
