@@ -61,6 +61,20 @@ impl Kind {
         Kind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
+    /// Which of its endpoints answers its health check and on what path;
+    /// `None` for Postgres, which is asked with a query instead.
+    pub fn health_check(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Kind::Postgres => None,
+            Kind::Backend => Some(("query", "/ready")),
+            Kind::Proxy => Some(("admin", "/healthz")),
+            Kind::Tempo | Kind::Loki | Kind::Mimir | Kind::Pyroscope => Some(("http", "/ready")),
+            Kind::Alloy => Some(("http", "/-/ready")),
+            Kind::Grafana => Some(("http", "/api/health")),
+            Kind::Server | Kind::Requester => Some(("http", "/healthz")),
+        }
+    }
+
     /// The two mythical services, which send telemetry and take faults
     /// through an admin API.
     pub fn is_service(self) -> bool {
@@ -116,7 +130,6 @@ pub struct Component {
     pub depends_on: Vec<Kind>,
     /// Named loopback ports on the host, e.g. `http` → 4000.
     pub ports: BTreeMap<&'static str, u16>,
-    pub health: Health,
 }
 
 /// The ports a lab uses; chosen free at `up`.
@@ -136,6 +149,19 @@ pub struct Ports {
 impl Component {
     pub fn name(&self) -> &'static str {
         self.kind.name()
+    }
+
+    /// How a runtime learns it is ready, on this machine's ports.
+    pub fn health(&self) -> Health {
+        let port = |endpoint: &str| self.ports.get(endpoint).copied().unwrap_or(0);
+        match self.kind.health_check() {
+            None => Health::Postgres {
+                port: port("postgres"),
+            },
+            Some((endpoint, path)) => Health::Http {
+                url: format!("http://127.0.0.1:{}{path}", port(endpoint)),
+            },
+        }
     }
 
     /// The URLs a person or a script uses to reach it.
@@ -170,9 +196,6 @@ fn db_proxy(listen: Option<u16>, admin: u16) -> Component {
         kind: Kind::Proxy,
         depends_on: vec![Kind::Postgres],
         ports,
-        health: Health::Http {
-            url: format!("http://127.0.0.1:{admin}/healthz"),
-        },
     }
 }
 
@@ -184,9 +207,6 @@ pub fn native(ports: Ports) -> Vec<Component> {
             kind: Kind::Postgres,
             depends_on: vec![],
             ports: BTreeMap::from([("postgres", ports.postgres)]),
-            health: Health::Postgres {
-                port: ports.postgres,
-            },
         },
         db_proxy(Some(ports.proxy), ports.proxy_admin),
         Component {
@@ -197,25 +217,16 @@ pub fn native(ports: Ports) -> Vec<Component> {
                 ("otlp_grpc", ports.otlp_grpc),
                 ("otlp_http", ports.otlp_http),
             ]),
-            health: Health::Http {
-                url: format!("http://127.0.0.1:{}/ready", ports.query),
-            },
         },
         Component {
             kind: Kind::Server,
             depends_on: vec![Kind::Proxy, Kind::Backend],
             ports: BTreeMap::from([("http", ports.server)]),
-            health: Health::Http {
-                url: format!("http://127.0.0.1:{}/healthz", ports.server),
-            },
         },
         Component {
             kind: Kind::Requester,
             depends_on: vec![Kind::Server],
             ports: BTreeMap::from([("http", ports.requester)]),
-            health: Health::Http {
-                url: format!("http://127.0.0.1:{}/healthz", ports.requester),
-            },
         },
     ]
 }
@@ -224,20 +235,16 @@ pub fn native(ports: Ports) -> Vec<Component> {
 /// backend or the Grafana stack. `pick` chooses a free host port near the
 /// preferred one.
 pub fn docker(backends: Backends, mut pick: impl FnMut(u16) -> u16) -> Vec<Component> {
-    let http = |kind: Kind, port: u16, path: &str, depends_on| Component {
+    let http = |kind: Kind, port: u16, depends_on| Component {
         kind,
         depends_on,
         ports: BTreeMap::from([("http", port)]),
-        health: Health::Http {
-            url: format!("http://127.0.0.1:{port}{path}"),
-        },
     };
     let postgres = pick(15432);
     let mut plan = vec![Component {
         kind: Kind::Postgres,
         depends_on: vec![],
         ports: BTreeMap::from([("postgres", postgres)]),
-        health: Health::Postgres { port: postgres },
     }];
     plan.push(db_proxy(None, pick(PROXY_ADMIN_PORT)));
     let collector = match backends {
@@ -251,21 +258,17 @@ pub fn docker(backends: Backends, mut pick: impl FnMut(u16) -> u16) -> Vec<Compo
                     ("otlp_grpc", pick(lab_backend::DEFAULT_OTLP_GRPC_PORT)),
                     ("otlp_http", pick(lab_backend::DEFAULT_OTLP_HTTP_PORT)),
                 ]),
-                health: Health::Http {
-                    url: format!("http://127.0.0.1:{query}/ready"),
-                },
             });
             Kind::Backend
         }
         Backends::Lgtm => {
-            plan.push(http(Kind::Tempo, pick(3200), "/ready", vec![]));
-            plan.push(http(Kind::Loki, pick(3100), "/ready", vec![]));
-            plan.push(http(Kind::Mimir, pick(9009), "/ready", vec![]));
-            plan.push(http(Kind::Pyroscope, pick(4040), "/ready", vec![]));
+            plan.push(http(Kind::Tempo, pick(3200), vec![]));
+            plan.push(http(Kind::Loki, pick(3100), vec![]));
+            plan.push(http(Kind::Mimir, pick(9009), vec![]));
+            plan.push(http(Kind::Pyroscope, pick(4040), vec![]));
             let mut alloy = http(
                 Kind::Alloy,
                 pick(12345),
-                "/-/ready",
                 vec![Kind::Tempo, Kind::Loki, Kind::Mimir, Kind::Pyroscope],
             );
             alloy.ports.insert("otlp_grpc", pick(4317));
@@ -274,7 +277,6 @@ pub fn docker(backends: Backends, mut pick: impl FnMut(u16) -> u16) -> Vec<Compo
             plan.push(http(
                 Kind::Grafana,
                 pick(3000),
-                "/api/health",
                 vec![
                     Kind::Postgres,
                     Kind::Tempo,
@@ -287,18 +289,8 @@ pub fn docker(backends: Backends, mut pick: impl FnMut(u16) -> u16) -> Vec<Compo
         }
     };
     let server = pick(4000);
-    plan.push(http(
-        Kind::Server,
-        server,
-        "/healthz",
-        vec![Kind::Proxy, collector],
-    ));
-    plan.push(http(
-        Kind::Requester,
-        pick(4001),
-        "/healthz",
-        vec![Kind::Server],
-    ));
+    plan.push(http(Kind::Server, server, vec![Kind::Proxy, collector]));
+    plan.push(http(Kind::Requester, pick(4001), vec![Kind::Server]));
     plan
 }
 
@@ -350,6 +342,37 @@ mod tests {
                 "mythical-requester"
             ]
         );
+    }
+
+    #[test]
+    fn each_health_check_is_on_its_own_port() {
+        let ports = Ports {
+            postgres: 1,
+            proxy: 7,
+            proxy_admin: 8,
+            query: 2,
+            otlp_grpc: 3,
+            otlp_http: 4,
+            server: 5,
+            requester: 6,
+        };
+        let health: Vec<Health> = native(ports).iter().map(Component::health).collect();
+        let http = |url: &str| Health::Http {
+            url: url.to_owned(),
+        };
+        assert_eq!(
+            health,
+            [
+                Health::Postgres { port: 1 },
+                http("http://127.0.0.1:8/healthz"),
+                http("http://127.0.0.1:2/ready"),
+                http("http://127.0.0.1:5/healthz"),
+                http("http://127.0.0.1:6/healthz"),
+            ]
+        );
+        let lgtm = docker(Backends::Lgtm, |preferred| preferred);
+        let grafana = lgtm.iter().find(|c| c.kind == Kind::Grafana).unwrap();
+        assert_eq!(grafana.health(), http("http://127.0.0.1:3000/api/health"));
     }
 
     #[test]

@@ -28,6 +28,21 @@ use crate::profiling::Profiler;
 /// one drops as much, only later, while holding twice the memory.
 const QUEUE: usize = 1024;
 
+/// The SDK's batch processor for spans, with [`QUEUE`] unless the
+/// environment sets the queue.
+fn batched_spans<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
+    exporter: E,
+) -> opentelemetry_sdk::trace::BatchSpanProcessor {
+    let config = opentelemetry_sdk::trace::BatchConfigBuilder::default();
+    let config = match env_var("OTEL_BSP_MAX_QUEUE_SIZE") {
+        Some(_) => config,
+        None => config.with_max_queue_size(QUEUE),
+    };
+    opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+        .with_batch_config(config.build())
+        .build()
+}
+
 /// The SDK's batch processor for log records, with [`QUEUE`] unless the
 /// environment sets the queue.
 fn batched_logs<E: opentelemetry_sdk::logs::LogExporter + 'static>(
@@ -159,16 +174,7 @@ impl Telemetry {
 
         let mut traces = SdkTracerProvider::builder().with_resource(resource.clone());
         if exported("TRACE") {
-            let config = opentelemetry_sdk::trace::BatchConfigBuilder::default();
-            let config = match env_var("OTEL_BSP_MAX_QUEUE_SIZE") {
-                Some(_) => config,
-                None => config.with_max_queue_size(QUEUE),
-            };
-            traces = traces.with_span_processor(
-                opentelemetry_sdk::trace::BatchSpanProcessor::builder(span_exporter()?)
-                    .with_batch_config(config.build())
-                    .build(),
-            );
+            traces = traces.with_span_processor(batched_spans(span_exporter()?));
         }
         let tracer_provider = traces.build();
 

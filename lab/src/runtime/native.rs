@@ -368,7 +368,7 @@ pub async fn healthy(health: &Health) -> bool {
 async fn wait_healthy(component: &Component, running: &Running) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if healthy(&component.health).await {
+        if healthy(&component.health()).await {
             return Ok(());
         }
         if !process::is_ours(running.pid, &running.marker) {
@@ -434,16 +434,13 @@ pub async fn health_of_endpoints(running: &Running) -> Condition {
             url: format!("{u}{path}"),
         })
     };
-    let health = match running.kind() {
-        Some(Kind::Postgres) => running
+    // The plan's check for its kind, on the endpoints it recorded.
+    let health = match running.kind().map(Kind::health_check) {
+        Some(None) => running
             .port("postgres")
             .map(|port| Health::Postgres { port }),
-        Some(Kind::Backend) => http("query", "/ready"),
-        Some(Kind::Proxy) => http("admin", "/healthz"),
-        Some(Kind::Tempo | Kind::Loki | Kind::Mimir | Kind::Pyroscope) => http("http", "/ready"),
-        Some(Kind::Alloy) => http("http", "/-/ready"),
-        Some(Kind::Grafana) => http("http", "/api/health"),
-        Some(Kind::Server | Kind::Requester) | None => http("http", "/healthz"),
+        Some(Some((endpoint, path))) => http(endpoint, path),
+        None => http("http", "/healthz"),
     };
     match health {
         Some(health) if healthy(&health).await => Condition::Healthy,

@@ -345,7 +345,7 @@ async fn wait_healthy(engine: &Engine, component: &Component, spec: &ContainerSp
     let limit = Duration::from_secs(180);
     let deadline = Instant::now() + limit;
     loop {
-        if super::native::healthy(&component.health).await {
+        if super::native::healthy(&component.health()).await {
             return Ok(());
         }
         let container_state = engine.state_of(&spec.name).await;
