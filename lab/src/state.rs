@@ -251,11 +251,29 @@ impl StateDir {
         Ok(())
     }
 
+    /// Forgets the lab's run: its record, and the scenario and faults
+    /// that acted on it, which went with its processes or containers (a
+    /// fresh `lab up` does not start with a scenario "running").
     pub fn clear(&self) -> Result<()> {
-        match std::fs::remove_file(self.state_file()) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+        for file in [
+            self.state_file(),
+            self.scenario_record(),
+            self.infra_faults(),
+        ] {
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("could not remove {}", file.display())));
+                }
+                _ => {}
+            }
         }
+        Ok(())
+    }
+
+    /// The running scenario, as `lab scenario start` records it.
+    pub fn scenario_record(&self) -> PathBuf {
+        self.root.join("scenario.json")
     }
 }
 

@@ -152,6 +152,14 @@ fn up_status_down_and_the_beasts_rows_survive() {
         })
         .collect();
 
+    // A scenario running when the lab comes down ends with it.
+    let started = lab(&state, &["scenario", "start", "null-name"]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+
     let down = lab(&state, &["down"]);
     assert!(down.status.success());
     assert_eq!(lab_processes(&state), 0, "no process of the lab is left");
@@ -167,6 +175,19 @@ fn up_status_down_and_the_beasts_rows_survive() {
         String::from_utf8_lossy(&up.stderr)
     );
     assert_eq!(psql("SELECT note FROM survival"), "still here");
+    let fresh = lab(&state, &["scenario", "status"]);
+    let fresh_text = String::from_utf8_lossy(&fresh.stdout).to_string();
+    assert!(
+        !fresh_text.contains("null-name"),
+        "the scenario outlived the lab it ran on: {fresh_text}"
+    );
+    let again = lab(&state, &["scenario", "start", "null-name"]);
+    assert!(
+        again.status.success(),
+        "a fresh lab refused a scenario: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(lab(&state, &["scenario", "stop"]).status.success());
     assert_eq!(
         psql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'owlbear'"),
         "1"

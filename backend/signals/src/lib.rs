@@ -261,13 +261,12 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// The span without a parent (or, for a trace whose root has not arrived,
-    /// the earliest span).
+    /// The span without a parent; none while a trace's root has not
+    /// arrived, as in Tempo (whose search then answers `<root span not yet
+    /// received>`): the earliest span that did arrive is a child whose
+    /// caller is still exporting, not the trace's start.
     pub fn root(&self) -> Option<&Span> {
-        self.spans
-            .iter()
-            .find(|s| s.parent_span_id.is_none())
-            .or_else(|| self.spans.iter().min_by_key(|s| s.start))
+        self.spans.iter().find(|s| s.parent_span_id.is_none())
     }
 
     pub fn start(&self) -> UnixNanos {

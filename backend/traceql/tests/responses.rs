@@ -235,3 +235,29 @@ fn tag_values_typed_and_narrowed_by_a_query() {
         "{bad}"
     );
 }
+
+/// A trace whose caller is still exporting has no root yet: Tempo names
+/// none, and a filter on the root service does not take the earliest
+/// child that did arrive for the trace's start.
+#[test]
+fn a_trace_without_its_root_yet_has_no_root_service() {
+    let mut rootless = traces();
+    for trace in &mut rootless {
+        trace.spans.retain(|s| s.parent_span_id.is_some());
+    }
+    let search = |query: &str| {
+        let result = lab_traceql::parse(query)
+            .unwrap()
+            .search(&rootless[..], 0, i64::MAX, 20, 3);
+        lab_traceql::search_response(&result.traces, result.inspected_traces)
+    };
+    let all = search(r#"{ resource.service.name = "mythical-server" }"#);
+    let traces = all["traces"].as_array().unwrap();
+    assert!(!traces.is_empty());
+    for trace in traces {
+        assert_eq!(trace["rootServiceName"], "<root span not yet received>");
+        assert_eq!(trace["rootTraceName"], "");
+    }
+    let by_root = search(r#"{ rootServiceName = "mythical-server" }"#);
+    assert_eq!(by_root["traces"], json!([]), "{by_root:#}");
+}

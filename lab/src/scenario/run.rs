@@ -26,7 +26,7 @@ pub struct Active {
 }
 
 fn record(state: &StateDir) -> PathBuf {
-    state.root().join("scenario.json")
+    state.scenario_record()
 }
 
 pub fn active(state: &StateDir) -> Result<Option<Active>> {
