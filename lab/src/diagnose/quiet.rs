@@ -180,13 +180,19 @@ fn broken_propagation(requests: &[Value]) -> Option<Diagnosis> {
 /// answers a sample of it, which may hold none of the seconds since the
 /// skew began.
 async fn clock_skew(client: &QueryClient, window: Window) -> Result<Option<Diagnosis>> {
+    // Only traces old enough to have their line stored are searched: a busy
+    // lab makes more than a sample's worth in the last seconds alone, and
+    // a search up to now would answer those and nothing settled.
+    let settled_before = lab_backend::params::now_nanos() - LOG_DELAY_NS;
     let recent = Window {
         start: window.start.max(window.end - SKEW_RECENT_NS),
-        end: window.end,
+        end: window.end.min(settled_before),
     };
+    if recent.start >= recent.end {
+        return Ok(None);
+    }
     let found = client.traceql(SERVER_REQUESTS, recent, SAMPLE).await?;
     let requests = found["traces"].as_array().cloned().unwrap_or_default();
-    let settled_before = lab_backend::params::now_nanos() - LOG_DELAY_NS;
     let mut settled: Vec<(String, i64)> = requests
         .iter()
         .filter_map(|t| {
