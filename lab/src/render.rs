@@ -1,10 +1,10 @@
 //! Readable terminal output for query results: aligned tables, and a trace
 //! as a waterfall. Colour only on a terminal and never with `NO_COLOR`.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 
-use serde_json::Value;
+use crate::query::answer::Results;
+use crate::query::{DataAnswer, TraceAnswer, TraceSearch};
 
 /// Whether to colour standard output.
 pub fn colour() -> bool {
@@ -88,48 +88,22 @@ pub fn duration(nanos: i64) -> String {
     }
 }
 
-/// A JSON number or numeric string as a whole number (0 when neither).
-pub fn number(value: &Value) -> i64 {
-    match value {
-        Value::String(s) => s.parse().unwrap_or(0),
-        Value::Number(n) => n
-            .as_i64()
-            .unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
-        _ => 0,
-    }
-}
-
-fn labels(metric: &Value) -> String {
-    let Some(map) = metric.as_object() else {
-        return "{}".to_owned();
-    };
-    let pairs: Vec<String> = map
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default()))
-        .collect();
-    format!("{{{}}}", pairs.join(", "))
-}
-
 /// Tempo's search answer as one row per trace.
-pub fn traceql(answer: &Value) -> String {
-    let traces = answer["traces"].as_array().cloned().unwrap_or_default();
-    if traces.is_empty() {
+pub fn traceql(answer: &TraceSearch) -> String {
+    if answer.traces.is_empty() {
         return "no traces matched\n".to_owned();
     }
-    let rows: Vec<Vec<String>> = traces
+    let rows: Vec<Vec<String>> = answer
+        .traces
         .iter()
         .map(|t| {
-            let matched: i64 = t["spanSets"]
-                .as_array()
-                .map(|sets| sets.iter().map(|s| number(&s["matched"])).sum())
-                .unwrap_or_else(|| number(&t["spanSet"]["matched"]));
             vec![
-                t["traceID"].as_str().unwrap_or_default().to_owned(),
-                clock(number(&t["startTimeUnixNano"])),
-                t["rootServiceName"].as_str().unwrap_or_default().to_owned(),
-                t["rootTraceName"].as_str().unwrap_or_default().to_owned(),
-                format!("{}ms", number(&t["durationMs"])),
-                matched.to_string(),
+                t.trace_id.clone(),
+                clock(t.start_time_unix_nano),
+                t.root_service_name.clone(),
+                t.root_trace_name.clone(),
+                format!("{}ms", t.duration_ms),
+                t.matched().to_string(),
             ]
         })
         .collect();
@@ -147,27 +121,17 @@ pub fn traceql(answer: &Value) -> String {
 }
 
 /// A Loki or Prometheus answer: log lines, or series with their values.
-pub fn data(answer: &Value) -> String {
-    let data = &answer["data"];
-    let result = data["result"].as_array().cloned().unwrap_or_default();
-    match data["resultType"].as_str() {
-        Some("streams") => {
-            let mut lines: Vec<(i64, String, String)> = result
+pub fn data(answer: &DataAnswer) -> String {
+    let series = answer.series();
+    match answer.data.result_type.as_str() {
+        "streams" => {
+            let mut lines: Vec<(i64, String, &str)> = series
                 .iter()
-                .flat_map(|stream| {
-                    let labels = labels(&stream["stream"]);
-                    stream["values"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(move |v| {
-                            (
-                                number(&v[0]),
-                                labels.clone(),
-                                v[1].as_str().unwrap_or_default().to_owned(),
-                            )
-                        })
+                .flat_map(|s| {
+                    let labels = s.label_text();
+                    s.values
+                        .iter()
+                        .map(move |p| (p.nanos, labels.clone(), p.text.as_str()))
                 })
                 .collect();
             if lines.is_empty() {
@@ -176,84 +140,42 @@ pub fn data(answer: &Value) -> String {
             lines.sort_by_key(|line| std::cmp::Reverse(line.0));
             let rows: Vec<Vec<String>> = lines
                 .into_iter()
-                .map(|(ts, labels, line)| vec![clock(ts), dim(&labels), line])
+                .map(|(ts, labels, line)| vec![clock(ts), dim(&labels), line.to_owned()])
                 .collect();
             table(&["TIME", "STREAM", "LINE"], &rows)
         }
-        Some("matrix") => {
-            if result.is_empty() {
-                return "no series matched\n".to_owned();
-            }
-            let rows: Vec<Vec<String>> = result
+        "matrix" | "vector" if series.is_empty() => "no series matched\n".to_owned(),
+        "matrix" => {
+            let rows: Vec<Vec<String>> = series
                 .iter()
-                .map(|series| {
-                    let values = series["values"].as_array().cloned().unwrap_or_default();
-                    let last = values
-                        .last()
-                        .and_then(|v| v[1].as_str())
-                        .unwrap_or_default()
-                        .to_owned();
-                    vec![labels(&series["metric"]), values.len().to_string(), last]
+                .map(|s| {
+                    let last = s.values.last().map_or("", |p| p.text.as_str());
+                    vec![s.label_text(), s.values.len().to_string(), last.to_owned()]
                 })
                 .collect();
             table(&["SERIES", "POINTS", "LAST"], &rows)
         }
-        Some("vector") => {
-            if result.is_empty() {
-                return "no series matched\n".to_owned();
-            }
-            let rows: Vec<Vec<String>> = result
+        "vector" => {
+            let rows: Vec<Vec<String>> = series
                 .iter()
-                .map(|sample| {
-                    vec![
-                        labels(&sample["metric"]),
-                        sample["value"][1].as_str().unwrap_or_default().to_owned(),
-                    ]
+                .map(|s| {
+                    let value = s.value.as_ref().map_or("", |p| p.text.as_str());
+                    vec![s.label_text(), value.to_owned()]
                 })
                 .collect();
             table(&["SERIES", "VALUE"], &rows)
         }
-        Some("scalar") | Some("string") => {
-            format!("{}\n", data["result"][1].as_str().unwrap_or_default())
-        }
-        _ => format!("{answer}\n"),
+        _ => match &answer.data.result {
+            Results::Point(point) => format!("{}\n", point.text),
+            Results::Series(_) => format!("an answer of type `{}`\n", answer.data.result_type),
+        },
     }
 }
 
-/// Ids in OTLP JSON come as hex (OTLP's JSON encoding) or base64 (protobuf
-/// JSON): both are shown as hex.
-pub fn id_hex(value: &Value) -> String {
-    let text = value.as_str().unwrap_or_default();
-    if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return text.to_ascii_lowercase();
-    }
-    base64_decode(text)
-        .map(|bytes| bytes.iter().map(|b| format!("{b:02x}")).collect())
-        .unwrap_or_else(|| text.to_owned())
-}
-
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for byte in text.bytes().filter(|b| *b != b'=') {
-        let value = ALPHABET.iter().position(|a| *a == byte)? as u32;
-        bits = (bits << 6) | value;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    Some(out)
-}
-
-/// A trace (Tempo's v2 answer, OTLP JSON) as a waterfall: one line per
-/// span, indented under its parent, with a bar where it ran.
-pub fn waterfall(answer: &Value) -> String {
-    let spans = trace_spans(answer);
+/// A trace as a waterfall: one line per span, indented under its parent,
+/// with a bar where it ran.
+pub fn waterfall(answer: &TraceAnswer) -> String {
+    let spans = answer.tree();
     if spans.is_empty() {
         return "the trace has no spans\n".to_owned();
     }
@@ -283,141 +205,6 @@ pub fn waterfall(answer: &Value) -> String {
     table(&["SPAN", "DURATION", "TIMELINE", "ERROR"], &rows)
 }
 
-/// The text of an OTLP JSON attribute value.
-pub fn value_text(value: &Value) -> String {
-    for key in ["stringValue", "intValue", "doubleValue", "boolValue"] {
-        match &value[key] {
-            Value::Null => continue,
-            Value::String(s) => return s.clone(),
-            other => return other.to_string(),
-        }
-    }
-    if let Some(values) = value["arrayValue"]["values"].as_array() {
-        return format!(
-            "[{}]",
-            values.iter().map(value_text).collect::<Vec<_>>().join(", ")
-        );
-    }
-    value.to_string()
-}
-
-/// Attributes as (key, value text), in the order the span has them.
-pub type Attributes = Vec<(String, String)>;
-
-/// One span event: its name, when (Unix nanoseconds), its attributes.
-pub type Event = (String, i64, Attributes);
-
-/// One span of a trace, as the terminal and the console draw it.
-#[derive(Debug, Clone)]
-pub struct TraceSpan {
-    pub id: String,
-    pub parent: String,
-    pub service: String,
-    pub name: String,
-    pub start: i64,
-    pub end: i64,
-    pub error: Option<String>,
-    pub attributes: Attributes,
-    pub events: Vec<Event>,
-}
-
-pub fn attributes(list: &Value) -> Attributes {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            (
-                a["key"].as_str().unwrap_or_default().to_owned(),
-                value_text(&a["value"]),
-            )
-        })
-        .collect()
-}
-
-/// Every span of a Tempo v2 answer, parents before children (depth
-/// first, siblings by start).
-pub fn trace_spans(answer: &Value) -> Vec<(usize, TraceSpan)> {
-    let trace = if answer.get("trace").is_some() {
-        &answer["trace"]
-    } else {
-        answer
-    };
-    let mut spans = Vec::new();
-    for batch in trace["resourceSpans"]
-        .as_array()
-        .or_else(|| trace["batches"].as_array())
-        .into_iter()
-        .flatten()
-    {
-        let service = attributes(&batch["resource"]["attributes"])
-            .into_iter()
-            .find(|(k, _)| k == "service.name")
-            .map_or("unknown_service".to_owned(), |(_, v)| v);
-        for scope in batch["scopeSpans"]
-            .as_array()
-            .or_else(|| batch["instrumentationLibrarySpans"].as_array())
-            .into_iter()
-            .flatten()
-        {
-            for span in scope["spans"].as_array().into_iter().flatten() {
-                let code = &span["status"]["code"];
-                let failed = code == "STATUS_CODE_ERROR" || code == 2;
-                spans.push(TraceSpan {
-                    id: id_hex(&span["spanId"]),
-                    parent: id_hex(&span["parentSpanId"]),
-                    service: service.clone(),
-                    name: span["name"].as_str().unwrap_or_default().to_owned(),
-                    start: number(&span["startTimeUnixNano"]),
-                    end: number(&span["endTimeUnixNano"]),
-                    error: failed.then(|| {
-                        span["status"]["message"]
-                            .as_str()
-                            .filter(|m| !m.is_empty())
-                            .unwrap_or("error")
-                            .to_owned()
-                    }),
-                    attributes: attributes(&span["attributes"]),
-                    events: span["events"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|e| {
-                            (
-                                e["name"].as_str().unwrap_or_default().to_owned(),
-                                number(&e["timeUnixNano"]),
-                                attributes(&e["attributes"]),
-                            )
-                        })
-                        .collect(),
-                });
-            }
-        }
-    }
-    let ids: std::collections::HashSet<String> = spans.iter().map(|s| s.id.clone()).collect();
-    let mut children: HashMap<String, Vec<usize>> = HashMap::new();
-    let mut roots = Vec::new();
-    for (i, s) in spans.iter().enumerate() {
-        if s.parent.is_empty() || !ids.contains(&s.parent) {
-            roots.push(i);
-        } else {
-            children.entry(s.parent.clone()).or_default().push(i);
-        }
-    }
-    roots.sort_by_key(|&i| spans[i].start);
-    for list in children.values_mut() {
-        list.sort_by_key(|&i| spans[i].start);
-    }
-    let mut ordered = Vec::with_capacity(spans.len());
-    let mut stack: Vec<(usize, usize)> = roots.into_iter().rev().map(|i| (i, 0)).collect();
-    while let Some((i, depth)) = stack.pop() {
-        if let Some(kids) = children.get(&spans[i].id) {
-            stack.extend(kids.iter().rev().map(|&k| (k, depth + 1)));
-        }
-        ordered.push((depth, spans[i].clone()));
-    }
-    ordered
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,7 +212,7 @@ mod tests {
 
     #[test]
     fn a_trace_draws_as_an_indented_waterfall_with_its_error() {
-        let answer = json!({"trace": {"resourceSpans": [
+        let answer: TraceAnswer = serde_json::from_value(json!({"trace": {"resourceSpans": [
             {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "mythical-requester"}}]},
              "scopeSpans": [{"spans": [
                 {"spanId": "aaaaaaaaaaaaaaaa", "name": "requester", "startTimeUnixNano": "1000000000", "endTimeUnixNano": "1040000000", "status": {}},
@@ -435,7 +222,8 @@ mod tests {
                 {"spanId": "bbbbbbbbbbbbbbbb", "parentSpanId": "aaaaaaaaaaaaaaaa", "name": "POST /:beast", "startTimeUnixNano": "1010000000", "endTimeUnixNano": "1030000000",
                  "status": {"code": "STATUS_CODE_ERROR", "message": "null value"}},
              ]}]}
-        ]}});
+        ]}}))
+        .unwrap();
         let text = waterfall(&answer);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
@@ -451,11 +239,5 @@ mod tests {
             lines[2].contains("20.0ms") && lines[2].ends_with("null value"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn base64_ids_read_as_hex() {
-        assert_eq!(id_hex(&json!("AAECAwQFBgc=")), "0001020304050607");
-        assert_eq!(id_hex(&json!("00f067aa0ba902b7")), "00f067aa0ba902b7");
     }
 }

@@ -116,6 +116,26 @@ async fn lab_query_and_lab_trace_read_the_embedded_backend() {
         text.contains("5b8efff798038103d269b633813fc60c") && text.contains("mythical-requester"),
         "{text}"
     );
+    // `--json` prints the backend's own answer, every field of it.
+    let raw = lab(vec![
+        "query".into(),
+        "traceql".into(),
+        "{ status = error }".into(),
+        "--since".into(),
+        "10000d".into(),
+        "--json".into(),
+        "--url".into(),
+        url.clone(),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&raw.stdout);
+    let answer: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(
+        answer["traces"][0]["traceID"], "5b8efff798038103d269b633813fc60c",
+        "{text}"
+    );
+    assert!(answer["metrics"]["inspectedTraces"].is_number(), "{text}");
     let logs = lab(vec![
         "query".into(),
         "logql".into(),

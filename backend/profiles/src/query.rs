@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use lab_signals::{Labels, UnixNanos};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ProfileType;
 use crate::store::ProfileStore;
@@ -153,7 +153,7 @@ pub struct Timeline {
 }
 
 /// One function's cost over the window.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionCost {
     pub name: String,
     #[serde(rename = "self")]
@@ -173,15 +173,56 @@ pub struct FlameNode {
 
 /// Pyroscope's flamebearer, "single" format: per level, four numbers per
 /// node (x offset delta-encoded from the previous node's end, total, self,
-/// name index); the root is "total".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// name index); the root is "total". Read back from Pyroscope's answer
+/// as well as written, so a client can summarise any server's graph.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flamebearer {
+    #[serde(default)]
     pub names: Vec<String>,
+    #[serde(default)]
     pub levels: Vec<Vec<i64>>,
-    #[serde(rename = "numTicks")]
+    #[serde(rename = "numTicks", default)]
     pub num_ticks: i64,
-    #[serde(rename = "maxSelf")]
+    #[serde(rename = "maxSelf", default)]
     pub max_self: i64,
+}
+
+impl Flamebearer {
+    /// The functions with the most self time: a function's self time sums
+    /// over its nodes, its total counts every node (recursion counts
+    /// twice, as the graph draws it); the root is left out. A node whose
+    /// name index is out of range counts as the empty name.
+    pub fn top(&self, limit: usize) -> Vec<FunctionCost> {
+        let mut costs: HashMap<&str, (i64, i64)> = HashMap::new();
+        for level in &self.levels {
+            for node in level.chunks_exact(4) {
+                let name = usize::try_from(node[3])
+                    .ok()
+                    .and_then(|i| self.names.get(i))
+                    .map_or("", String::as_str);
+                let entry = costs.entry(name).or_default();
+                entry.0 = entry.0.saturating_add(node[2]);
+                entry.1 = entry.1.saturating_add(node[1]);
+            }
+        }
+        costs.remove("total");
+        let mut all: Vec<FunctionCost> = costs
+            .into_iter()
+            .map(|(name, (self_value, total))| FunctionCost {
+                name: name.to_owned(),
+                self_value,
+                total,
+            })
+            .collect();
+        all.sort_by(|a, b| {
+            b.self_value
+                .cmp(&a.self_value)
+                .then(b.total.cmp(&a.total))
+                .then(a.name.cmp(&b.name))
+        });
+        all.truncate(limit);
+        all
+    }
 }
 
 /// Merges every profile the selector picks that overlaps `[start, end]`;
@@ -427,6 +468,41 @@ mod tests {
 
     fn selector(text: &str) -> Selector {
         Selector::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_flame_graph_read_back_gives_the_trees_top_functions() {
+        // No function recurses in the server's stacks, so counting nodes
+        // (the graph) and counting stacks (the tree) agree.
+        let sel = selector(r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="server"}"#);
+        let tree = merge(&store(), &sel, 0, 60_000_000_000, 10_000_000_000);
+        let text = serde_json::to_string(&tree.flamebearer()).unwrap();
+        let graph: Flamebearer = serde_json::from_str(&text).unwrap();
+        let without_rec = |top: Vec<FunctionCost>| -> Vec<FunctionCost> {
+            top.into_iter().filter(|f| f.name != "rec").collect()
+        };
+        assert_eq!(without_rec(graph.top(10)), without_rec(tree.top(10)));
+        // `rec` calls itself: the graph counts both of its nodes.
+        let rec = graph.top(10).into_iter().find(|f| f.name == "rec").unwrap();
+        assert_eq!((rec.self_value, rec.total), (5, 10));
+    }
+
+    #[test]
+    fn a_hostile_flame_graph_gives_bounded_top_functions() {
+        let graph = Flamebearer {
+            names: vec!["total".into(), "main".into()],
+            levels: vec![
+                vec![0, i64::MAX, i64::MAX, 1, 0, i64::MAX, 1, 1],
+                vec![0, 1, 1, -3, 9],
+            ],
+            num_ticks: 1,
+            max_self: 0,
+        };
+        let top = graph.top(5);
+        assert_eq!(top[0].name, "main");
+        assert_eq!(top[0].self_value, i64::MAX, "saturates, never wraps");
+        assert_eq!(top[1].name, "", "a name out of range is the empty name");
+        assert_eq!(top.len(), 2, "a partial node (two numbers) is left out");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use lab::parse_duration;
-use lab::query::{Language, Window};
+use lab::query::{Language, Request, Window};
 use lab::render;
 
 #[derive(Debug, clap::Args)]
@@ -59,16 +59,34 @@ pub async fn run(state_dir: Option<PathBuf>, args: QueryArgs) -> Result<()> {
     let step = args
         .step
         .map_or_else(|| window.default_step_secs(), |d| d.as_secs().max(1) as i64);
-    let answer = match args.language {
-        Language::Traceql => client.traceql(&args.query, window, args.limit).await?,
-        Language::Logql => client.logql(&args.query, window, args.limit, step).await?,
-        Language::Promql => client.promql_range(&args.query, window, step).await?,
+    let request = match args.language {
+        Language::Traceql => Request::Search {
+            query: &args.query,
+            window,
+            limit: args.limit,
+        },
+        Language::Logql => Request::Logs {
+            query: &args.query,
+            window,
+            limit: args.limit,
+            step_secs: step,
+        },
+        Language::Promql => Request::Range {
+            query: &args.query,
+            window,
+            step_secs: step,
+        },
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        println!("{}", client.raw(&request).await?);
     } else if args.language == Language::Traceql {
+        let answer = client.traceql(&args.query, window, args.limit).await?;
         print!("{}", render::traceql(&answer));
+    } else if args.language == Language::Logql {
+        let answer = client.logql(&args.query, window, args.limit, step).await?;
+        print!("{}", render::data(&answer));
     } else {
+        let answer = client.promql_range(&args.query, window, step).await?;
         print!("{}", render::data(&answer));
     }
     Ok(())
@@ -76,11 +94,16 @@ pub async fn run(state_dir: Option<PathBuf>, args: QueryArgs) -> Result<()> {
 
 pub async fn trace(state_dir: Option<PathBuf>, args: TraceArgs) -> Result<()> {
     let client = args.target.client(state_dir)?;
-    let answer = client.trace(&args.trace_id).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        let request = Request::Trace {
+            trace_id: &args.trace_id,
+        };
+        println!("{}", client.raw(&request).await?);
     } else {
-        print!("{}", render::waterfall(&answer));
+        print!(
+            "{}",
+            render::waterfall(&client.trace(&args.trace_id).await?)
+        );
     }
     Ok(())
 }

@@ -26,7 +26,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use crate::query::QueryClient;
+use crate::query::{QueryClient, QueryError};
 use crate::runtime::process;
 use crate::state::{LabState, StateDir};
 
@@ -201,22 +201,31 @@ impl PageError {
         }
     }
 
-    /// An error from a backend or a service, with the status its text
-    /// shows (the query client names the status the backend answered).
+    /// An error from a backend or a service: a backend's own answer
+    /// decides the status, anything else is a gateway's failure.
     fn from_query(title: &str, error: &anyhow::Error) -> PageError {
-        let message = format!("{error:#}");
-        PageError::new(status_of(&message), title, message)
+        match error.downcast_ref::<QueryError>() {
+            Some(query) => PageError::from_backend(title, query),
+            None => PageError::new(StatusCode::BAD_GATEWAY, title, format!("{error:#}")),
+        }
     }
-}
 
-/// The status a page answers for an error a backend gave.
-fn status_of(message: &str) -> StatusCode {
-    if message.contains("answered 400") || message.contains("answered 422") {
-        StatusCode::BAD_REQUEST
-    } else if message.contains("answered 404") {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::BAD_GATEWAY
+    /// A backend's refusal or silence: 400 for a query it refused, 404 for
+    /// what it does not have, 502 for no answer or one it should not give.
+    fn from_backend(title: &str, error: &QueryError) -> PageError {
+        let status = match error.status() {
+            Some(400 | 422) => StatusCode::BAD_REQUEST,
+            Some(404) => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        PageError::new(status, title, message)
     }
 }
 
@@ -277,16 +286,25 @@ mod tests {
 
     #[test]
     fn backend_errors_answer_with_the_status_they_deserve() {
+        let refused = |status| QueryError::Refused {
+            url: "http://x/api/search".into(),
+            status,
+            message: "parse error at 1:3".into(),
+        };
+        let status = |e: QueryError| PageError::from_query("t", &anyhow::Error::from(e)).status;
+        assert_eq!(status(refused(400)), StatusCode::BAD_REQUEST);
+        assert_eq!(status(refused(422)), StatusCode::BAD_REQUEST);
+        assert_eq!(status(refused(404)), StatusCode::NOT_FOUND);
+        assert_eq!(status(refused(500)), StatusCode::BAD_GATEWAY);
+        let unreadable = QueryError::Unreadable {
+            url: "http://x".into(),
+            reason: "expected value".into(),
+        };
+        assert_eq!(status(unreadable), StatusCode::BAD_GATEWAY);
+        // An error that merely says "answered 400" is not a backend's.
+        let text = anyhow::anyhow!("http://x answered 400: no");
         assert_eq!(
-            status_of("http://x/api/search answered 400 Bad Request: parse error at 1:3"),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            status_of("http://x/api/v2/traces/ab answered 404 Not Found: trace not found"),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            status_of("no answer from http://x: is the lab up?"),
+            PageError::from_query("t", &text).status,
             StatusCode::BAD_GATEWAY
         );
     }

@@ -716,7 +716,6 @@ pub async fn diagnose(State(console): State<Arc<Console>>, Query(params): Params
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::value_text;
 
     #[test]
     fn evidence_links_to_the_view_of_its_signal() {
@@ -725,21 +724,5 @@ mod tests {
             "/logs?q=%7Ba%3D%22b%22%7D%20%7C%3D%20%22x%22"
         );
         assert!(evidence_link("database", "SELECT 1").is_none());
-    }
-
-    #[test]
-    fn otlp_values_read_as_text() {
-        assert_eq!(
-            value_text(&serde_json::json!({"stringValue": "owlbear"})),
-            "owlbear"
-        );
-        assert_eq!(value_text(&serde_json::json!({"intValue": "500"})), "500");
-        assert_eq!(value_text(&serde_json::json!({"boolValue": true})), "true");
-        assert_eq!(
-            value_text(
-                &serde_json::json!({"arrayValue": {"values": [{"intValue": 1}, {"stringValue": "a"}]}})
-            ),
-            "[1, a]"
-        );
     }
 }

@@ -11,14 +11,12 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use serde_json::Value;
 
 use super::html::{self, escape};
 use super::pages::Params;
 use super::svg::{self, Bar, Series};
 use super::{Console, Page, PageError};
-use crate::query::{self, Window};
-use crate::render::number;
+use crate::query::{self, DataAnswer, Window};
 
 /// The windows a view offers.
 const WINDOWS: &[&str] = &["5m", "15m", "1h", "3h"];
@@ -130,30 +128,25 @@ pub async fn traces(State(console): State<Arc<Console>>, Query(params): Params) 
         let answer = client
             .traceql(&query, window, 50)
             .await
-            .map_err(|e| PageError::from_query("Bad query", &e))?;
-        let traces = answer["traces"].as_array().cloned().unwrap_or_default();
-        if traces.is_empty() {
+            .map_err(|e| PageError::from_backend("Bad query", &e))?;
+        if answer.traces.is_empty() {
             return Ok(r#"<p id="no-results">No trace matched in this window.</p>"#.to_owned());
         }
-        let rows: Vec<Vec<String>> = traces
+        let rows: Vec<Vec<String>> = answer
+            .traces
             .iter()
             .map(|t| {
-                let id = t["traceID"].as_str().unwrap_or_default();
-                let matched: i64 = t["spanSets"]
-                    .as_array()
-                    .map(|sets| sets.iter().map(|s| number(&s["matched"])).sum())
-                    .unwrap_or_else(|| number(&t["spanSet"]["matched"]));
                 vec![
                     format!(
                         r#"<a class="trace-id mono" href="/trace/{}">{}</a>"#,
-                        escape(id),
-                        escape(id)
+                        escape(&t.trace_id),
+                        escape(&t.trace_id)
                     ),
-                    crate::render::clock(number(&t["startTimeUnixNano"])),
-                    escape(t["rootServiceName"].as_str().unwrap_or_default()),
-                    escape(t["rootTraceName"].as_str().unwrap_or_default()),
-                    format!("{} ms", number(&t["durationMs"])),
-                    matched.to_string(),
+                    crate::render::clock(t.start_time_unix_nano),
+                    escape(&t.root_service_name),
+                    escape(&t.root_trace_name),
+                    format!("{} ms", t.duration_ms),
+                    t.matched().to_string(),
                 ]
             })
             .collect();
@@ -191,7 +184,7 @@ pub async fn trace(State(console): State<Arc<Console>>, Path(id): Path<String>) 
     }
     let client = console.client(&lab)?;
     let answer = client.trace(&id).await.map_err(|e| {
-        let mut error = PageError::from_query("Trace not found", &e);
+        let mut error = PageError::from_backend("Trace not found", &e);
         if error.status == StatusCode::NOT_FOUND {
             error.message = format!(
                 "no trace {id} in the backend: it may not have arrived yet (spans come in batches every few seconds) or be older than the backend keeps"
@@ -199,7 +192,7 @@ pub async fn trace(State(console): State<Arc<Console>>, Path(id): Path<String>) 
         }
         error
     })?;
-    let spans = crate::render::trace_spans(&answer);
+    let spans = answer.tree();
     if spans.is_empty() {
         return Err(PageError::new(
             StatusCode::NOT_FOUND,
@@ -307,38 +300,28 @@ pub async fn trace(State(console): State<Arc<Console>>, Path(id): Path<String>) 
 }
 
 /// The series of a Prometheus-shaped matrix, named by their labels.
-fn matrix(answer: &Value) -> Vec<Series> {
-    answer["data"]["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn matrix(answer: &DataAnswer) -> Vec<Series> {
+    answer
+        .series()
+        .iter()
         .map(|s| {
-            let labels = s["metric"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter(|(k, _)| *k != "__name__")
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
+            let labels = s
+                .labels
+                .iter()
+                .filter(|(k, _)| *k != "__name__")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             Series {
                 name: if labels.is_empty() {
                     "value".into()
                 } else {
                     labels
                 },
-                points: s["values"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| {
-                        let t = p[0].as_f64().or_else(|| p[0].as_str()?.parse().ok())?;
-                        // Loki's metric answers carry nanoseconds.
-                        let t = if t > 1e12 { t / 1e9 } else { t };
-                        Some((t, p[1].as_str()?.parse::<f64>().ok()?))
-                    })
+                points: s
+                    .values
+                    .iter()
+                    .filter_map(|p| Some((p.nanos as f64 / 1e9, p.number()?)))
                     .collect(),
             }
         })
@@ -365,31 +348,21 @@ pub async fn logs(State(console): State<Arc<Console>>, Query(params): Params) ->
         let answer = client
             .logql(&query, window, 100, window.default_step_secs())
             .await
-            .map_err(|e| PageError::from_query("Bad query", &e))?;
-        let data = &answer["data"];
-        if data["resultType"] == "matrix" {
+            .map_err(|e| PageError::from_backend("Bad query", &e))?;
+        if answer.data.result_type == "matrix" {
             return Ok(svg::line_chart("logql", &query, "", &matrix(&answer)));
         }
-        let mut lines: Vec<(i64, String, String)> = Vec::new();
-        for stream in data["result"].as_array().into_iter().flatten() {
-            let labels = stream["stream"]
-                .as_object()
-                .map(|m| {
-                    ["service_name", "level", "beast"]
-                        .iter()
-                        .filter_map(|k| Some(format!("{k}={}", m.get(*k)?.as_str()?)))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
-            for v in stream["values"].as_array().into_iter().flatten() {
-                lines.push((
-                    number(&v[0]),
-                    labels.clone(),
-                    v[1].as_str().unwrap_or_default().to_owned(),
-                ));
-            }
-        }
+        let mut lines: Vec<(i64, String, &str)> = answer
+            .lines()
+            .map(|(labels, line)| {
+                let shown = ["service_name", "level", "beast"]
+                    .iter()
+                    .filter_map(|k| Some(format!("{k}={}", labels.get(*k)?)))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (line.nanos, shown, line.text.as_str())
+            })
+            .collect();
         if lines.is_empty() {
             return Ok(r#"<p id="no-results">No log line matched in this window.</p>"#.to_owned());
         }
@@ -512,7 +485,7 @@ pub async fn metrics(State(console): State<Arc<Console>>, Query(params): Params)
         .await;
         let mut body = String::from(r#"<div class="charts">"#);
         for ((id, caption, unit, q), answer) in charts.iter().zip(answers) {
-            let answer = answer.map_err(|e| PageError::from_query("Bad query", &e))?;
+            let answer = answer.map_err(|e| PageError::from_backend("Bad query", &e))?;
             let chart = svg::line_chart(id, caption, unit, &matrix(&answer));
             // The query goes inside the figure, under its chart.
             let chart = chart.replacen(
@@ -591,25 +564,16 @@ pub async fn profiles(State(console): State<Arc<Console>>, Query(params): Params
         let answer = client
             .profile_render(&query, window, 512)
             .await
-            .map_err(|e| PageError::from_query("Bad selector", &e))?;
-        let flame = &answer["flamebearer"];
-        let names: Vec<String> = flame["names"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|n| n.as_str().unwrap_or_default().to_owned())
-            .collect();
-        let levels: Vec<Vec<i64>> = flame["levels"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|l| l.as_array().into_iter().flatten().map(number).collect())
-            .collect();
-        let unit = answer["metadata"]["units"].as_str().unwrap_or("samples");
+            .map_err(|e| PageError::from_backend("Bad selector", &e))?;
+        let flame = &answer.flamebearer;
+        let unit = match answer.metadata.units.as_str() {
+            "" => "samples",
+            units => units,
+        };
         let mut body = String::from(
             r#"<p>Each bar is a function; its width is its share of the whole (CPU time, or bytes of memory), its children are what it called. Hover (or focus) a bar for its numbers.</p><div class="scroll">"#,
         );
-        body.push_str(&svg::flame_graph(&names, &levels, unit));
+        body.push_str(&svg::flame_graph(&flame.names, &flame.levels, unit));
         body.push_str("</div>");
         Ok(body)
     }
@@ -624,7 +588,7 @@ mod tests {
 
     #[test]
     fn spans_come_parents_first_with_their_events_and_error() {
-        let answer = json!({"trace": {"resourceSpans": [
+        let answer: query::TraceAnswer = serde_json::from_value(json!({"trace": {"resourceSpans": [
             {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "mythical-server"}}]},
              "scopeSpans": [{"spans": [
                 {"spanId": "bbbbbbbbbbbbbbbb", "parentSpanId": "aaaaaaaaaaaaaaaa", "name": "INSERT owlbear",
@@ -635,8 +599,9 @@ mod tests {
                  "status": {"code": "STATUS_CODE_ERROR", "message": "null value"}},
                 {"spanId": "aaaaaaaaaaaaaaaa", "name": "POST /:beast", "startTimeUnixNano": "1000", "endTimeUnixNano": "1040", "status": {}},
              ]}]}
-        ]}});
-        let spans = crate::render::trace_spans(&answer);
+        ]}}))
+        .unwrap();
+        let spans = answer.tree();
         assert_eq!(spans.len(), 2);
         assert_eq!((spans[0].0, spans[0].1.name.as_str()), (0, "POST /:beast"));
         assert_eq!(
@@ -684,9 +649,10 @@ mod tests {
 
     #[test]
     fn a_matrix_reads_as_named_series() {
-        let answer = json!({"data": {"resultType": "matrix", "result": [
+        let answer: DataAnswer = serde_json::from_value(json!({"data": {"resultType": "matrix", "result": [
             {"metric": {"__name__": "x", "status": "500"}, "values": [[1700000000, "0.5"], [1700000015, "NaN"]]},
-        ]}});
+        ]}}))
+        .unwrap();
         let series = matrix(&answer);
         assert_eq!(series[0].name, "status=500");
         assert_eq!(series[0].points[0], (1700000000.0, 0.5));

@@ -9,9 +9,9 @@ mod rules;
 
 use anyhow::Result;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::plan::Kind;
+use crate::query::answer::TraceSpan;
 use crate::query::{QueryClient, Window};
 use crate::runtime::Condition;
 use crate::state::LabState;
@@ -84,45 +84,6 @@ const BACKGROUND_TRACES: usize = 5;
 /// reads as healthy within a minute.
 pub const LOOKBACK: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn attr(span: &Value, key: &str) -> Option<String> {
-    span["attributes"]
-        .as_array()?
-        .iter()
-        .find(|a| a["key"] == key)
-        .map(|a| {
-            let v = &a["value"];
-            v["stringValue"]
-                .as_str()
-                .map(str::to_owned)
-                .or_else(|| v["intValue"].as_str().map(str::to_owned))
-                .or_else(|| v["boolValue"].as_bool().map(|b| b.to_string()))
-                .unwrap_or_else(|| v.to_string())
-        })
-}
-
-/// Every span of a Tempo v2 trace answer, with its service.
-fn spans(trace: &Value) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    for batch in trace["trace"]["resourceSpans"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let service = batch["resource"]["attributes"]
-            .as_array()
-            .and_then(|a| a.iter().find(|kv| kv["key"] == "service.name"))
-            .and_then(|kv| kv["value"]["stringValue"].as_str())
-            .unwrap_or("unknown_service")
-            .to_owned();
-        for scope in batch["scopeSpans"].as_array().into_iter().flatten() {
-            for span in scope["spans"].as_array().into_iter().flatten() {
-                out.push((service.clone(), span.clone()));
-            }
-        }
-    }
-    out
-}
-
 /// One component's health as the runtime reports it, in the plan's
 /// dependency order.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,33 +100,25 @@ async fn newest_failure(
     window: Window,
 ) -> Result<Option<(String, String, usize)>> {
     let found = client.traceql(query, window, 100).await?;
-    let count = found["traces"].as_array().map_or(0, Vec::len);
-    let Some(trace_id) = found["traces"][0]["traceID"].as_str().map(str::to_owned) else {
+    let count = found.traces.len();
+    let Some(trace_id) = found.traces.first().map(|t| t.trace_id.clone()) else {
         return Ok(None);
     };
-    let trace = client.trace(&trace_id).await?;
-    let failing: Vec<(String, Value)> = spans(&trace)
-        .into_iter()
-        .filter(|(_, s)| s["status"]["code"] == "STATUS_CODE_ERROR" || s["status"]["code"] == 2)
-        .filter(|(_, s)| {
-            s["status"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty())
-        })
+    let spans = client.trace(&trace_id).await?.spans();
+    let failing: Vec<&TraceSpan> = spans
+        .iter()
+        .filter(|s| s.error_message().is_some())
         .collect();
     // The deepest failure tells most: a database span's, then the server's,
     // then whatever failed.
     let message = failing
         .iter()
-        .find(|(_, s)| attr(s, "db.response.status_code").is_some())
-        .or_else(|| {
-            failing
-                .iter()
-                .find(|(service, _)| service == "mythical-server")
-        })
+        .find(|s| s.attribute("db.response.status_code").is_some())
+        .or_else(|| failing.iter().find(|s| s.service == "mythical-server"))
         .or_else(|| failing.first())
-        .and_then(|(_, s)| s["status"]["message"].as_str().map(str::to_owned))
-        .unwrap_or_default();
+        .and_then(|s| s.error_message())
+        .unwrap_or_default()
+        .to_owned();
     Ok(Some((trace_id, message, count)))
 }
 
@@ -229,9 +182,7 @@ async fn infrastructure(
                 });
                 let log_query = format!(r#"{{service_name=~"mythical-.*"}} |= "{trace_id}""#);
                 let logs = client.logql(&log_query, window, 10, 60).await?;
-                let line = logs["data"]["result"][0]["values"][0][1]
-                    .as_str()
-                    .map(str::to_owned);
+                let line = logs.lines().next().map(|(_, line)| line.text.clone());
                 evidence.push(Evidence {
                     signal: "logs",
                     query: log_query,
@@ -257,9 +208,8 @@ async fn infrastructure(
             query: rate_query.into(),
             finding: format!(
                 "requests per second now: {}",
-                rate["data"]["result"][0]["value"][1]
-                    .as_str()
-                    .unwrap_or("none")
+                rate.first_value()
+                    .map_or_else(|| "none".to_owned(), |r| r.to_string())
             ),
             trace_id: None,
         });
@@ -359,17 +309,14 @@ pub async fn diagnose(
     // 1. Metrics: where do the 5xx come from?
     let rate_query = r#"sum by (beast) (rate(mythical_request_times_count{status=~"5.."}[2m]))"#;
     let rates = client.promql_instant(rate_query, now).await?;
-    let mut failing_beasts: Vec<(String, f64)> = rates["data"]["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let mut failing_beasts: Vec<(String, f64)> = rates
+        .series()
+        .iter()
         .filter_map(|s| {
-            let value: f64 = s["value"][1].as_str()?.parse().ok()?;
+            let value = s.newest()?.number()?;
             (value > 0.0).then(|| {
-                (
-                    s["metric"]["beast"].as_str().unwrap_or("?").to_owned(),
-                    value,
-                )
+                let beast = s.labels.get("beast").map_or("?", String::as_str);
+                (beast.to_owned(), value)
             })
         })
         .collect();
@@ -378,16 +325,17 @@ pub async fn diagnose(
     // 2. Traces: the newest failing database span.
     let trace_query = "{ status = error && span.db.response.status_code != nil }";
     let found = client.traceql(trace_query, window, 500).await?;
-    let trace_id = found["traces"][0]["traceID"].as_str().map(str::to_owned);
-    let failing_traces = found["traces"].as_array().map_or(0, Vec::len);
+    let trace_id = found.traces.first().map(|t| t.trace_id.clone());
+    let failing_traces = found.traces.len();
 
     // The original's names repeat now and then, and the unique constraint
     // refuses a repeat: a trickle of errors is the system's background, not
     // a fault.
     let share_query = r#"sum(rate(mythical_request_times_count{status=~"5.."}[1m])) / sum(rate(mythical_request_times_count[1m]))"#;
-    let share = client.promql_instant(share_query, now).await?["data"]["result"][0]["value"][1]
-        .as_str()
-        .and_then(|v| v.parse::<f64>().ok())
+    let share = client
+        .promql_instant(share_query, now)
+        .await?
+        .first_value()
         .filter(|v| v.is_finite())
         .unwrap_or(0.0);
     if trace_id.is_some() && share < BACKGROUND_SHARE && failing_traces < BACKGROUND_TRACES {
@@ -470,27 +418,26 @@ pub async fn diagnose(
         signal: "traces",
         query: trace_query.into(),
         finding: {
-            let traces = found["traces"].as_array().cloned().unwrap_or_default();
-            let since = traces
+            let since = found
+                .traces
                 .iter()
-                .filter_map(|t| t["startTimeUnixNano"].as_str()?.parse::<i64>().ok())
+                .map(|t| t.start_time_unix_nano)
                 .min()
                 .map_or_else(|| "?".into(), crate::render::clock);
             format!(
                 "{} traces with a failing database span in the last minute, the first at {since} UTC; newest {trace_id}",
-                traces.len()
+                found.traces.len()
             )
         },
         trace_id: Some(trace_id.clone()),
     });
 
     // 3. The trace: the failing database span and the spans above it.
-    let trace = client.trace(&trace_id).await?;
-    let all = spans(&trace);
-    let by_id = |id: &str| all.iter().find(|(_, s)| s["spanId"] == id);
-    let Some((db_service, db_span)) = all
+    let all = client.trace(&trace_id).await?.spans();
+    let by_id = |id: &str| all.iter().find(|s| s.id == id);
+    let Some(db_span) = all
         .iter()
-        .find(|(_, s)| attr(s, "db.response.status_code").is_some())
+        .find(|s| s.attribute("db.response.status_code").is_some())
     else {
         return Ok(Diagnosis {
             status: "fault",
@@ -498,30 +445,27 @@ pub async fn diagnose(
             evidence,
         });
     };
-    let server = db_span["parentSpanId"].as_str().and_then(by_id);
-    let client_span = server
-        .and_then(|(_, s)| s["parentSpanId"].as_str())
-        .and_then(by_id);
-    let message = db_span["status"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let sqlstate = attr(db_span, "db.response.status_code");
+    let server = by_id(&db_span.parent);
+    let client_span = server.and_then(|s| by_id(&s.parent));
+    let message = db_span.status_message.clone();
+    let sqlstate = db_span
+        .attribute("db.response.status_code")
+        .map(str::to_owned);
     let (column, table) = not_null_target(&message);
     let failure = Failure {
         trace_id: trace_id.clone(),
-        service: db_service.clone(),
-        span_name: db_span["name"].as_str().unwrap_or_default().to_owned(),
+        service: db_span.service.clone(),
+        span_name: db_span.name.clone(),
         message: message.clone(),
         sqlstate: sqlstate.clone(),
-        table: table.or_else(|| attr(db_span, "db.collection.name")),
+        table: table.or_else(|| db_span.attribute("db.collection.name").map(str::to_owned)),
         column,
-        bound_null: attr(db_span, "db.query.parameter.0").as_deref() == Some("NULL"),
+        bound_null: db_span.attribute("db.query.parameter.0") == Some("NULL"),
         name_received: server
-            .and_then(|(_, s)| attr(s, "mythical.name.received"))
+            .and_then(|s| s.attribute("mythical.name.received"))
             .map(|v| v == "true"),
         name_sent: client_span
-            .and_then(|(_, s)| attr(s, "mythical.name.sent"))
+            .and_then(|s| s.attribute("mythical.name.sent"))
             .map(|v| v == "true"),
         failing_by_version: None,
         postgres_answers: None,
@@ -535,15 +479,17 @@ pub async fn diagnose(
             end: window.end,
         };
         let found = client.traceql(DROP_QUERY, since, 20).await?;
-        let traces = found["traces"].as_array().cloned().unwrap_or_default();
-        let newest = traces.first();
+        let newest = found.traces.first();
         // The statement's own service, from its span: the trace's root is
         // whoever called it.
-        if let Some(id) = newest.and_then(|t| t["traceID"].as_str()) {
-            failure.dropped_by = spans(&client.trace(id).await?)
+        if let Some(t) = newest {
+            failure.dropped_by = client
+                .trace(&t.trace_id)
+                .await?
+                .spans()
                 .into_iter()
-                .find(|(_, s)| attr(s, "db.operation.name").as_deref() == Some("DROP"))
-                .map(|(service, _)| service);
+                .find(|s| s.attribute("db.operation.name") == Some("DROP"))
+                .map(|s| s.service);
         }
         evidence.push(Evidence {
             signal: "traces",
@@ -551,14 +497,12 @@ pub async fn diagnose(
             finding: match (newest, &failure.dropped_by) {
                 (Some(t), Some(service)) => format!(
                     "{} traced DROP statements in the last 15 minutes, by {service}; newest {}",
-                    traces.len(),
-                    t["traceID"].as_str().unwrap_or("?")
+                    found.traces.len(),
+                    t.trace_id
                 ),
                 _ => "no service traced a DROP in the last 15 minutes".into(),
             },
-            trace_id: newest
-                .and_then(|t| t["traceID"].as_str())
-                .map(str::to_owned),
+            trace_id: newest.map(|t| t.trace_id.clone()),
         });
     }
     if failure.sqlstate.as_deref() == Some("23502") {
@@ -567,9 +511,7 @@ pub async fn diagnose(
             let query = format!(
                 r#"{{ resource.service.name = "mythical-requester" && status = error && span.service.version = "{version}" }}"#
             );
-            counts[i] = client.traceql(&query, window, 500).await?["traces"]
-                .as_array()
-                .map_or(0, Vec::len);
+            counts[i] = client.traceql(&query, window, 500).await?.traces.len();
         }
         failure.failing_by_version = Some((counts[0], counts[1]));
         evidence.push(Evidence {
@@ -621,7 +563,7 @@ pub async fn diagnose(
             failure.service,
             message,
             sqlstate.as_deref().unwrap_or("?"),
-            attr(db_span, "db.query.parameter.0").unwrap_or_else(|| "?".into()),
+            db_span.attribute("db.query.parameter.0").unwrap_or("?"),
             failure.name_received.map_or("?".into(), |b| b.to_string()),
             failure.name_sent.map_or("?".into(), |b| b.to_string()),
         ),
@@ -632,13 +574,7 @@ pub async fn diagnose(
     let log_query =
         format!(r#"{{service_name=~"mythical-.*"}} |= "{trace_id}" | logfmt | status="FAILURE""#);
     let logs = client.logql(&log_query, window, 10, 60).await?;
-    let lines: Vec<String> = logs["data"]["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
-        .filter_map(|v| v[1].as_str().map(str::to_owned))
-        .collect();
+    let lines: Vec<&str> = logs.lines().map(|(_, line)| line.text.as_str()).collect();
     evidence.push(Evidence {
         signal: "logs",
         query: log_query,

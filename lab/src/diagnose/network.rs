@@ -6,11 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::{BACKGROUND_TRACES, Diagnosis, Evidence, IDLE_IN_TRANSACTION_SQL, RootCause};
+use crate::query::{QueryClient, TraceAnswer, Window};
 use anyhow::Result;
-use serde_json::Value;
-
-use super::{BACKGROUND_TRACES, Diagnosis, Evidence, IDLE_IN_TRANSACTION_SQL, RootCause, spans};
-use crate::query::{QueryClient, Window};
 
 /// A database call of the lab's tiny tables slower than this (the median
 /// of the newest ones) is slow.
@@ -122,14 +120,12 @@ fn root_cause(id: &str, summary: String, message: String) -> Option<RootCause> {
 }
 
 /// The message of a trace's failing database span.
-fn db_failure(trace: &Value) -> Option<String> {
-    spans(trace).into_iter().find_map(|(_, s)| {
-        let failed = s["status"]["code"] == "STATUS_CODE_ERROR" || s["status"]["code"] == 2;
-        let is_db = super::attr(&s, "db.response.status_code").is_some();
-        (failed && is_db)
-            .then(|| s["status"]["message"].as_str().map(str::to_owned))
-            .flatten()
-    })
+fn db_failure(trace: &TraceAnswer) -> Option<String> {
+    trace
+        .spans()
+        .into_iter()
+        .find(|s| s.error.is_some() && s.attribute("db.response.status_code").is_some())
+        .map(|s| s.status_message)
 }
 
 /// The server's statements fail without a SQLSTATE, their error a cut
@@ -141,15 +137,15 @@ async fn connection_reset(
 ) -> Result<Option<Diagnosis>> {
     let query = r#"{ resource.service.name = "mythical-server" && status = error && span.db.response.status_code = "unavailable" }"#;
     let found = client.traceql(query, window, LISTED).await?;
-    let traces = found["traces"].as_array().cloned().unwrap_or_default();
+    let traces = found.traces;
     if traces.len() < BACKGROUND_TRACES {
         return Ok(None);
     }
     // The newest few say what is failing now.
     let mut examined = Vec::new();
-    for trace_id in traces.iter().take(3).filter_map(|t| t["traceID"].as_str()) {
-        if let Some(message) = db_failure(&client.trace(trace_id).await?) {
-            examined.push((trace_id.to_owned(), message));
+    for trace in traces.iter().take(3) {
+        if let Some(message) = db_failure(&client.trace(&trace.trace_id).await?) {
+            examined.push((trace.trace_id.clone(), message));
         }
     }
     let cut: Vec<&(String, String)> = examined
@@ -164,9 +160,7 @@ async fn connection_reset(
     };
     let log_query = format!(r#"{{service_name="mythical-server"}} |= "{trace_id}""#);
     let logs = client.logql(&log_query, window, 5, 60).await?;
-    let line = logs["data"]["result"][0]["values"][0][1]
-        .as_str()
-        .map(str::to_owned);
+    let line = logs.lines().next().map(|(_, line)| line.text.clone());
     let evidence = vec![
         Evidence {
             signal: "traces",
@@ -215,17 +209,16 @@ async fn latency(client: &QueryClient, port: u16, window: Window) -> Result<Opti
     let found = client.traceql(query, window, LISTED).await?;
     // (start, duration ms, trace) of each database span listed.
     let mut listed: Vec<(i64, f64, String)> = Vec::new();
-    for trace in found["traces"].as_array().into_iter().flatten() {
-        let trace_id = trace["traceID"].as_str().unwrap_or_default();
-        for spanset in trace["spanSets"].as_array().into_iter().flatten() {
-            for span in spanset["spans"].as_array().into_iter().flatten() {
-                let number = |key: &str| span[key].as_str().and_then(|v| v.parse::<i64>().ok());
-                if let (Some(start), Some(nanos)) =
-                    (number("startTimeUnixNano"), number("durationNanos"))
-                {
-                    listed.push((start, nanos as f64 / 1e6, trace_id.to_owned()));
-                }
-            }
+    for trace in &found.traces {
+        for span in trace
+            .matched_spans()
+            .filter(|s| s.start_time_unix_nano != 0)
+        {
+            listed.push((
+                span.start_time_unix_nano,
+                span.duration_ms(),
+                trace.trace_id.clone(),
+            ));
         }
     }
     listed.sort_by_key(|l| std::cmp::Reverse(l.0));

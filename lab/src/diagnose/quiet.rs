@@ -6,11 +6,10 @@
 //! clock minutes away) are read before latency, which a busy machine
 //! also moves.
 
-use anyhow::Result;
-use serde_json::Value;
-
-use super::{Diagnosis, Evidence, RootCause, attr, spans};
+use super::{Diagnosis, Evidence, RootCause};
+use crate::query::answer::{FoundTrace, TraceSpan};
 use crate::query::{CPU_PROFILE, IN_USE_PROFILE, QueryClient, Window, profile_selector};
+use anyhow::Result;
 
 /// The server's requests, newest first: what every detector starts from.
 const SERVER_REQUESTS: &str = r#"{ resource.service.name = "mythical-server" && kind = server }"#;
@@ -79,8 +78,10 @@ pub async fn find(
     postgres_port: Option<u16>,
     window: Window,
 ) -> Result<Option<Diagnosis>> {
-    let found = client.traceql(SERVER_REQUESTS, window, SAMPLE).await?;
-    let requests = found["traces"].as_array().cloned().unwrap_or_default();
+    let requests = client
+        .traceql(SERVER_REQUESTS, window, SAMPLE)
+        .await?
+        .traces;
     if let Some(d) = broken_propagation(&requests) {
         return Ok(Some(d));
     }
@@ -119,39 +120,26 @@ fn own_code(frame: &str) -> bool {
 }
 
 /// The duration of a search result's first matched span.
-fn matched_ms(trace: &Value) -> Option<f64> {
-    let nanos: f64 = trace["spanSet"]["spans"][0]["durationNanos"]
-        .as_str()?
-        .parse()
-        .ok()?;
-    Some(nanos / 1e6)
+fn matched_ms(trace: &FoundTrace) -> Option<f64> {
+    trace.matched_spans().next().map(|s| s.duration_ms())
 }
 
-fn span_ms(span: &Value) -> f64 {
-    let nanos = |key: &str| -> f64 {
-        span[key]
-            .as_str()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
-    (nanos("endTimeUnixNano") - nanos("startTimeUnixNano")) / 1e6
+fn span_ms(span: &TraceSpan) -> f64 {
+    (span.end - span.start) as f64 / 1e6
 }
 
 /// Server spans that start traces of their own: the caller's context did
 /// not arrive.
-fn broken_propagation(requests: &[Value]) -> Option<Diagnosis> {
+fn broken_propagation(requests: &[FoundTrace]) -> Option<Diagnosis> {
     let traces = &requests[..requests.len().min(100)];
-    let orphans: Vec<&Value> = traces
+    let orphans: Vec<&FoundTrace> = traces
         .iter()
-        .filter(|t| t["rootServiceName"] == "mythical-server")
+        .filter(|t| t.root_service_name == "mythical-server")
         .collect();
     if traces.len() < 5 || orphans.len() * 10 < traces.len() * 8 {
         return None;
     }
-    let example = orphans[0]["traceID"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let example = orphans[0].trace_id.clone();
     Some(fault(
         "broken-propagation",
         "mythical-requester",
@@ -192,14 +180,11 @@ async fn clock_skew(client: &QueryClient, window: Window) -> Result<Option<Diagn
         return Ok(None);
     }
     let found = client.traceql(SERVER_REQUESTS, recent, SAMPLE).await?;
-    let requests = found["traces"].as_array().cloned().unwrap_or_default();
-    let mut settled: Vec<(String, i64)> = requests
-        .iter()
-        .filter_map(|t| {
-            let id = t["traceID"].as_str()?.to_owned();
-            let start: i64 = t["startTimeUnixNano"].as_str()?.parse().ok()?;
-            (start < settled_before).then_some((id, start))
-        })
+    let mut settled: Vec<(String, i64)> = found
+        .traces
+        .into_iter()
+        .filter(|t| t.start_time_unix_nano < settled_before)
+        .map(|t| (t.trace_id, t.start_time_unix_nano))
         .collect();
     // The newest decide, whatever order the search answered in: a skew
     // that began seconds ago shows only in them.
@@ -213,10 +198,7 @@ async fn clock_skew(client: &QueryClient, window: Window) -> Result<Option<Diagn
         };
         let log_query = format!(r#"{{service_name="mythical-server"}} |= "{trace_id}""#);
         let logs = client.logql(&log_query, wide, 5, 60).await?;
-        let Some(logged) = logs["data"]["result"][0]["values"][0][0]
-            .as_str()
-            .and_then(|v| v.parse::<i64>().ok())
-        else {
+        let Some(logged) = logs.lines().next().map(|(_, line)| line.nanos) else {
             continue;
         };
         let skew_s = (logged - span_start) as f64 / 1e9;
@@ -271,23 +253,14 @@ async fn slow_query(
         r#"{{ resource.service.name = "mythical-server" && span.db.collection.name != nil && duration > {threshold}ms }}"#
     );
     let found = client.traceql(&query, window, SAMPLE).await?;
-    let slow: Vec<(String, String, f64)> = found["traces"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let slow: Vec<(String, String, f64)> = found
+        .traces
+        .iter()
         .flat_map(|t| {
-            let id = t["traceID"].as_str().unwrap_or_default().to_owned();
-            t["spanSet"]["spans"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(move |s| (id.clone(), s))
-        })
-        .filter_map(|(id, s)| {
-            let ms = s["durationNanos"].as_str()?.parse::<f64>().ok()? / 1e6;
-            let table = attr(&s, "db.collection.name")?;
-            Some((id, table, ms))
+            t.matched_spans().filter_map(|s| {
+                let table = s.attribute("db.collection.name")?;
+                Some((t.trace_id.clone(), table, s.duration_ms()))
+            })
         })
         .collect();
     if slow.len() < SLOW_WITH_BLOCKER {
@@ -382,7 +355,7 @@ async fn slow_query(
 async fn cpu_hog(
     client: &QueryClient,
     window: Window,
-    requests: &[Value],
+    requests: &[FoundTrace],
 ) -> Result<Option<Diagnosis>> {
     let newest = &requests[..requests.len().min(BUSY_SAMPLE)];
     if median(newest.iter().filter_map(matched_ms).collect()).is_none_or(|m| m < BUSY_MEDIAN_MS) {
@@ -393,24 +366,21 @@ async fn cpu_hog(
     let mut outside = Vec::new();
     let mut example = None;
     for trace in requests.iter().take(BREAKDOWN_TRACES) {
-        let Some(trace_id) = trace["traceID"].as_str() else {
-            continue;
-        };
-        let all = spans(&client.trace(trace_id).await?);
-        for (_, server) in all
+        let all = client.trace(&trace.trace_id).await?.spans();
+        for server in all
             .iter()
-            .filter(|(service, s)| service == "mythical-server" && s["kind"] == "SPAN_KIND_SERVER")
+            .filter(|s| s.service == "mythical-server" && s.server)
         {
             let in_db: f64 = all
                 .iter()
-                .filter(|(_, s)| s["parentSpanId"] == server["spanId"])
-                .filter(|(_, s)| attr(s, "db.operation.name").is_some())
-                .map(|(_, s)| span_ms(s))
+                .filter(|s| s.parent == server.id)
+                .filter(|s| s.attribute("db.operation.name").is_some())
+                .map(span_ms)
                 .sum();
             let total = span_ms(server);
             totals.push(total);
             outside.push(total - in_db);
-            example.get_or_insert((trace_id.to_owned(), total, in_db));
+            example.get_or_insert((trace.trace_id.clone(), total, in_db));
         }
     }
     let median_ms = median(totals).unwrap_or_default();
@@ -460,19 +430,12 @@ async fn own_top(
 ) -> (Vec<(String, i64)>, Evidence) {
     let top = client.profile_top(profile, window, 50).await.ok();
     let hot: Vec<(String, i64)> = top
-        .as_ref()
-        .and_then(|t| t["functions"].as_array().cloned())
-        .unwrap_or_default()
         .iter()
-        .filter_map(|f| {
-            let name = f["name"].as_str().filter(|n| own_code(n))?;
-            Some((name.to_owned(), f["self"].as_i64().unwrap_or(0)))
-        })
+        .flat_map(|t| &t.functions)
+        .filter(|f| own_code(&f.name))
+        .map(|f| (f.name.clone(), f.self_value))
         .collect();
-    let finding = if top
-        .as_ref()
-        .is_none_or(|t| t["total"].as_i64().unwrap_or(0) == 0)
-    {
+    let finding = if top.as_ref().is_none_or(|t| t.total == 0) {
         "no profile of the server to read".to_owned()
     } else if hot.is_empty() {
         "the server's profile has none of its own functions among its 50 costliest".to_owned()
@@ -545,11 +508,12 @@ async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diag
         r#"process_resident_memory_bytes{{service="mythical-server"}}[{CLIMB_WINDOW_SECONDS}s]"#
     );
     let answer = client.promql_instant(&query, window.end).await?;
-    let scrapes: Vec<(f64, f64)> = answer["data"]["result"][0]["values"]
-        .as_array()
+    let scrapes: Vec<(f64, f64)> = answer
+        .series()
+        .first()
         .into_iter()
-        .flatten()
-        .filter_map(|v| Some((v[0].as_f64()?, v[1].as_str()?.parse::<f64>().ok()?)))
+        .flat_map(|s| &s.values)
+        .filter_map(|p| Some((p.nanos as f64 / 1e9, p.number()?)))
         .collect();
     let Some(climb) = Climb::of(&scrapes) else {
         return Ok(None);

@@ -3,10 +3,10 @@
 //! step expects.
 
 use anyhow::Result;
-use serde_json::Value;
 
 use super::{Expect, Language, Step};
-use crate::query::{QueryClient, Window};
+use crate::query::answer::Texts;
+use crate::query::{DataAnswer, QueryClient, Window};
 use crate::render;
 
 /// What a step's query gave and whether the step passes.
@@ -21,44 +21,12 @@ pub struct Outcome {
     pub unmet: Vec<String>,
 }
 
-/// Every string and number in an answer, one per line: what `contains`
-/// searches, so a message matches however the API nests or escapes it.
-fn texts(value: &Value, out: &mut String) {
-    match value {
-        Value::String(s) => {
-            out.push_str(s);
-            out.push('\n');
-        }
-        Value::Number(n) => {
-            out.push_str(&n.to_string());
-            out.push('\n');
-        }
-        Value::Array(items) => items.iter().for_each(|v| texts(v, out)),
-        Value::Object(map) => {
-            for (k, v) in map {
-                out.push_str(k);
-                out.push('\n');
-                texts(v, out);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// The newest value of each series of a Prometheus-shaped answer.
-fn newest_values(answer: &Value) -> Vec<f64> {
-    answer["data"]["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|series| {
-            let value = if series["value"].is_array() {
-                &series["value"][1]
-            } else {
-                series["values"].as_array()?.last()?.get(1)?
-            };
-            value.as_str()?.parse::<f64>().ok()
-        })
+fn newest_values(answer: &DataAnswer) -> Vec<f64> {
+    answer
+        .series()
+        .iter()
+        .filter_map(|s| s.newest()?.number())
         .collect()
 }
 
@@ -97,54 +65,39 @@ pub async fn run(step: &Step, client: &QueryClient, postgres_port: Option<u16>) 
     let (results, text, values, shown) = match step.query.language {
         Language::Traceql => {
             let answer = client.traceql(query, window, 50).await?;
-            let mut text = String::new();
-            texts(&answer, &mut text);
-            let count = answer["traces"].as_array().map_or(0, Vec::len);
-            (count, text, Vec::new(), render::traceql(&answer))
+            let shown = render::traceql(&answer);
+            (answer.traces.len(), answer.texts(), Vec::new(), shown)
         }
         Language::Logql => {
             let answer = client
                 .logql(query, window, 100, window.default_step_secs())
                 .await?;
-            let mut text = String::new();
-            texts(&answer, &mut text);
-            let result = answer["data"]["result"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let count = if answer["data"]["resultType"] == "streams" {
-                result
-                    .iter()
-                    .map(|s| s["values"].as_array().map_or(0, Vec::len))
-                    .sum()
-            } else {
-                result.len()
-            };
-            (count, text, newest_values(&answer), render::data(&answer))
+            let shown = render::data(&answer);
+            (
+                answer.count(),
+                answer.texts(),
+                newest_values(&answer),
+                shown,
+            )
         }
         Language::Promql => {
             let answer = client.promql_instant(query, now).await?;
-            let mut text = String::new();
-            texts(&answer, &mut text);
-            let count = answer["data"]["result"].as_array().map_or(0, Vec::len);
-            (count, text, newest_values(&answer), render::data(&answer))
+            let shown = render::data(&answer);
+            (
+                answer.count(),
+                answer.texts(),
+                newest_values(&answer),
+                shown,
+            )
         }
         Language::Profile => {
             let answer = client.profile_top(query, window, 20).await?;
-            let functions = answer["functions"].as_array().cloned().unwrap_or_default();
-            let total = answer["total"].as_f64().unwrap_or(0.0).max(1.0);
-            let rows: Vec<Vec<String>> = functions
+            let total = answer.total.max(1) as f64;
+            let share = |value: i64| format!("{:.1}%", value as f64 * 100.0 / total);
+            let rows: Vec<Vec<String>> = answer
+                .functions
                 .iter()
-                .map(|f| {
-                    let share = |key: &str| {
-                        format!("{:.1}%", f[key].as_f64().unwrap_or(0.0) * 100.0 / total)
-                    };
-                    vec![
-                        f["name"].as_str().unwrap_or_default().to_owned(),
-                        share("self"),
-                        share("total"),
-                    ]
-                })
+                .map(|f| vec![f.name.clone(), share(f.self_value), share(f.total)])
                 .collect();
             let text = rows
                 .iter()
@@ -207,10 +160,11 @@ mod tests {
         let unmet = judge(&expect, 1, "duplicate key", &[0.1]);
         assert_eq!(unmet.len(), 3, "{unmet:?}");
         assert!(judge(&expect, 2, "violates not-null constraint", &[0.7]).is_empty());
-        let answer: Value = serde_json::json!({"data": {"result": [
+        let answer: DataAnswer = serde_json::from_value(serde_json::json!({"data": {"result": [
             {"metric": {}, "value": [1, "0.25"]},
             {"metric": {}, "values": [[1, "1"], [2, "3.5"]]}
-        ]}});
+        ]}}))
+        .unwrap();
         assert_eq!(newest_values(&answer), [0.25, 3.5]);
     }
 }
