@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::faults::{FaultError, Switchboard};
@@ -20,11 +20,13 @@ use crate::http_json::{JsonBody, error_response};
 
 /// What a PUT of a fault switch may say; an empty body means "on, at the
 /// kind's default rate, until cleared".
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FaultRequest {
-    rate: Option<f64>,
-    duration_seconds: Option<u64>,
+pub struct FaultRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<u64>,
 }
 
 /// The `/admin/faults` routes over `faults`, plus any `extra` admin routes,
@@ -94,7 +96,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 type FaultState = (&'static str, Arc<Switchboard>);
 
 async fn list(State((service, faults)): State<FaultState>) -> Response {
-    axum::Json(json!({ "service": service, "faults": faults.statuses() })).into_response()
+    axum::Json(crate::faults::FaultList {
+        service: service.into(),
+        faults: faults.statuses(),
+    })
+    .into_response()
 }
 
 async fn show(State((_, faults)): State<FaultState>, Path(kind): Path<String>) -> Response {
@@ -130,10 +136,10 @@ async fn clear_all(State((_, faults)): State<FaultState>) -> StatusCode {
 }
 
 /// What a PUT of the seed says.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SeedRequest {
-    seed: u64,
+pub struct SeedRequest {
+    pub seed: u64,
 }
 
 async fn show_seed() -> Response {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
+use mythical_services::requester::TrafficSetting;
 
-use lab::faults::switches::{admin, call, service_of};
+use lab::faults::switches::service_of;
 use lab::faults::{self, switches};
 use lab::render;
 use lab::state::{LabState, StateDir};
@@ -81,30 +81,35 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
     let (state, lab) = running(state_dir)?;
     match command {
         FaultCommand::List { json } => {
-            let mut all = Vec::new();
+            let mut all: Vec<FaultRow> = Vec::new();
             for service in ["mythical-server", "mythical-requester"] {
-                let (url, token) = admin(&state, &lab, service)?;
-                let answer = call(
-                    reqwest::Method::GET,
-                    format!("{url}/admin/faults"),
-                    &token,
-                    None,
-                )
-                .await?;
-                all.extend(answer["faults"].as_array().cloned().unwrap_or_default());
+                let list = switches::faults_of(&state, &lab, service).await?;
+                all.extend(list.faults.into_iter().map(|f| FaultRow {
+                    kind: f.kind.into_owned(),
+                    service: f.service.into_owned(),
+                    active: f.active,
+                    rate: f.rate,
+                    mode: None,
+                    since: f.since,
+                    expires_in_seconds: f.expires_in_seconds,
+                    summary: f.summary.into_owned(),
+                    symptoms: None,
+                }));
             }
             let active = faults::active(&state)?;
             for kind in faults::INFRA_FAULTS {
                 let on = active.iter().find(|a| a.kind == kind.name);
-                all.push(json!({
-                    "kind": kind.name,
-                    "service": on.map_or("runtime".to_owned(), |a| a.component.clone()),
-                    "active": on.is_some(),
-                    "mode": on.map(|a| a.action),
-                    "since": on.map(|a| a.since),
-                    "summary": kind.summary,
-                    "symptoms": kind.symptoms,
-                }));
+                all.push(FaultRow {
+                    kind: kind.name.to_owned(),
+                    service: on.map_or("runtime".to_owned(), |a| a.component.clone()),
+                    active: on.is_some(),
+                    rate: None,
+                    mode: on.map(|a| a.action),
+                    since: on.map(|a| a.since),
+                    expires_in_seconds: None,
+                    summary: kind.summary.to_owned(),
+                    symptoms: Some(kind.symptoms.to_owned()),
+                });
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
@@ -112,20 +117,23 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
                 let rows: Vec<Vec<String>> = all
                     .iter()
                     .map(|f| {
-                        vec![
-                            f["kind"].as_str().unwrap_or_default().to_owned(),
-                            f["service"].as_str().unwrap_or_default().to_owned(),
-                            if f["active"] == true && !f["mode"].is_null() {
-                                render::red(&format!("on ({})", f["mode"].as_str().unwrap_or("?")))
-                            } else if f["active"] == true {
-                                render::red(&format!("on ({})", f["rate"]))
-                            } else {
-                                "off".into()
-                            },
-                            f["summary"].as_str().unwrap_or_default().to_owned(),
-                        ]
+                        let state = match (f.active, f.mode, f.rate) {
+                            (false, _, _) => "off".into(),
+                            (true, Some(mode), _) => {
+                                let mode = serde_json::to_string(&mode)?;
+                                render::red(&format!("on ({})", mode.trim_matches('"')))
+                            }
+                            (true, None, Some(rate)) => render::red(&format!("on ({rate})")),
+                            (true, None, None) => render::red("on"),
+                        };
+                        Ok(vec![
+                            f.kind.clone(),
+                            f.service.clone(),
+                            state,
+                            f.summary.clone(),
+                        ])
                     })
-                    .collect();
+                    .collect::<Result<_>>()?;
                 print!(
                     "{}",
                     render::table(&["FAULT", "SERVICE", "STATE", "WHAT IT DOES"], &rows)
@@ -206,8 +214,11 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
                 return Ok(());
             }
             let service = service_of(&kind)?;
-            let answer = switches::switch_on(&state, &lab, &kind, rate, duration).await?;
-            println!("{kind} is on in {service} at rate {}", answer["rate"]);
+            let status = switches::switch_on(&state, &lab, &kind, rate, duration).await?;
+            match status.rate {
+                Some(rate) => println!("{kind} is on in {service} at rate {rate}"),
+                None => println!("{kind} is on in {service}"),
+            }
         }
         FaultCommand::Play { spec } => {
             let spec: lab::scenario::FaultSpec = serde_json::from_str(&spec).context(
@@ -225,15 +236,7 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
                 }
             }
             Some(kind) => {
-                let service = service_of(&kind)?;
-                let (url, token) = admin(&state, &lab, service)?;
-                call(
-                    reqwest::Method::DELETE,
-                    format!("{url}/admin/faults/{kind}"),
-                    &token,
-                    None,
-                )
-                .await?;
+                switches::switch_off(&state, &lab, &kind).await?;
                 println!("{kind} is off");
             }
             None => {
@@ -248,33 +251,47 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
 
 pub async fn traffic(state_dir: Option<PathBuf>, args: TrafficArgs) -> Result<()> {
     let (state, lab) = running(state_dir)?;
-    let (url, token) = admin(&state, &lab, "mythical-requester")?;
-    let body = if args.pause {
-        json!({ "paused": true })
+    let setting = if args.pause {
+        TrafficSetting {
+            rate: None,
+            paused: true,
+        }
     } else if let Some(rate) = args.rate {
-        json!({ "rate": rate })
+        TrafficSetting {
+            rate: Some(rate),
+            paused: false,
+        }
     } else if args.resume {
-        json!({})
+        TrafficSetting::default()
     } else {
-        let answer = call(
-            reqwest::Method::GET,
-            format!("{url}/admin/traffic"),
-            &token,
-            None,
-        )
-        .await?;
-        println!("{answer}");
+        let now = switches::traffic(&state, &lab).await?;
+        println!("{}", serde_json::to_string(&now)?);
         return Ok(());
     };
-    let answer = call(
-        reqwest::Method::PUT,
-        format!("{url}/admin/traffic"),
-        &token,
-        Some(body),
-    )
-    .await?;
-    println!("traffic: {answer}");
+    let now = switches::set_traffic(&state, &lab, &setting).await?;
+    println!("traffic: {}", serde_json::to_string(&now)?);
     Ok(())
+}
+
+/// One row of `lab fault list`: a service's switch or an infrastructure
+/// fault, as `--json` prints it.
+#[derive(Debug, serde::Serialize)]
+struct FaultRow {
+    kind: String,
+    service: String,
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate: Option<f64>,
+    /// What an infrastructure fault does to its component.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<faults::Action>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_in_seconds: Option<u64>,
+    summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    symptoms: Option<String>,
 }
 
 /// `key=value`, as `--param` takes it.

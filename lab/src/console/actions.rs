@@ -11,7 +11,7 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
-use serde_json::json;
+use mythical_services::requester::TrafficSetting;
 
 use super::html::encode;
 use super::pages::StepRun;
@@ -38,9 +38,15 @@ fn field<'a>(fields: &'a HashMap<String, String>, name: &str) -> Result<&'a str,
 pub async fn traffic(State(console): State<Arc<Console>>, Form(fields): Fields) -> Page {
     let lab = console.lab()?;
     let (body, said) = match fields.get("action").map(String::as_str) {
-        Some("pause") => (json!({ "paused": true }), "traffic paused".to_owned()),
+        Some("pause") => (
+            TrafficSetting {
+                rate: None,
+                paused: true,
+            },
+            "traffic paused".to_owned(),
+        ),
         Some("resume") => (
-            json!({}),
+            TrafficSetting::default(),
             "traffic back to the original's pacing".to_owned(),
         ),
         Some("rate") | None => {
@@ -56,7 +62,10 @@ pub async fn traffic(State(console): State<Arc<Console>>, Form(fields): Fields) 
                     )
                 })?;
             (
-                json!({ "rate": rate }),
+                TrafficSetting {
+                    rate: Some(rate),
+                    paused: false,
+                },
                 format!("traffic set to {rate} requests per second"),
             )
         }
@@ -67,16 +76,9 @@ pub async fn traffic(State(console): State<Arc<Console>>, Form(fields): Fields) 
             ));
         }
     };
-    let (url, token) = switches::admin(&console.state, &lab, "mythical-requester")
-        .map_err(|e| PageError::from_query("No requester", &e))?;
-    switches::call(
-        reqwest::Method::PUT,
-        format!("{url}/admin/traffic"),
-        &token,
-        Some(body),
-    )
-    .await
-    .map_err(|e| PageError::from_query("Traffic unchanged", &e))?;
+    switches::set_traffic(&console.state, &lab, &body)
+        .await
+        .map_err(|e| PageError::from_query("Traffic unchanged", &e))?;
     Ok(Redirect::to(&format!("/?note={}#traffic", encode(&said))).into_response())
 }
 

@@ -71,18 +71,11 @@ fn health_cell(health: Condition) -> String {
 pub async fn lab(State(console): State<Arc<Console>>, Query(params): Params) -> Page {
     let lab = console.lab()?;
     let state = &console.state;
-    let admin_get = |service: &'static str, path: &'static str| {
-        let lab = &lab;
-        async move {
-            let (url, token) = switches::admin(state, lab, service)?;
-            switches::call(reqwest::Method::GET, format!("{url}{path}"), &token, None).await
-        }
-    };
     let (healths, traffic, server_faults, requester_faults) = tokio::join!(
         crate::runtime::conditions(&lab),
-        admin_get("mythical-requester", "/admin/traffic"),
-        admin_get("mythical-server", "/admin/faults"),
-        admin_get("mythical-requester", "/admin/faults"),
+        switches::traffic(state, &lab),
+        switches::faults_of(state, &lab, "mythical-server"),
+        switches::faults_of(state, &lab, "mythical-requester"),
     );
     let healths = healths.map_err(|e| PageError::from_query("Health unknown", &e))?;
 
@@ -120,9 +113,9 @@ pub async fn lab(State(console): State<Arc<Console>>, Query(params): Params) -> 
     body.push_str(r#"<h2 id="traffic">Traffic</h2>"#);
     match &traffic {
         Ok(setting) => {
-            let now = if setting["paused"] == true {
+            let now = if setting.paused {
                 "paused".to_owned()
-            } else if let Some(rate) = setting["rate"].as_f64() {
+            } else if let Some(rate) = setting.rate {
                 format!("{rate} requests per second")
             } else {
                 "the original's spiky pacing".to_owned()
@@ -164,18 +157,12 @@ pub async fn lab(State(console): State<Arc<Console>>, Query(params): Params) -> 
     ] {
         match answer {
             Ok(answer) => {
-                for f in answer["faults"].as_array().into_iter().flatten() {
-                    if f["active"] != true {
-                        continue;
-                    }
+                for f in answer.faults.iter().filter(|f| f.active) {
                     rows.push(vec![
-                        format!(
-                            r#"<span class="bad">{}</span>"#,
-                            escape(f["kind"].as_str().unwrap_or("?"))
-                        ),
+                        format!(r#"<span class="bad">{}</span>"#, escape(&f.kind)),
                         escape(service),
-                        format!("rate {}", f["rate"]),
-                        escape(f["summary"].as_str().unwrap_or_default()),
+                        f.rate.map_or_else(String::new, |r| format!("rate {r}")),
+                        escape(&f.summary),
                     ]);
                 }
             }

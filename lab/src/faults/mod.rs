@@ -199,16 +199,11 @@ async fn set_toxics(state: &StateDir, proxy: &Running, toxics: &Toxics) -> Resul
     let url = format!("{admin}/toxics");
     let token = state.admin_token()?;
     if *toxics == Toxics::default() {
-        switches::call(reqwest::Method::DELETE, url, &token, None).await?;
+        switches::delete(url, &token).await?;
     } else {
-        switches::call(
-            reqwest::Method::PUT,
-            url,
-            &token,
-            Some(serde_json::to_value(toxics)?),
-        )
-        .await
-        .with_context(|| format!("{} refused the toxics", proxy.name))?;
+        switches::put::<serde::de::IgnoredAny>(url, &token, toxics)
+            .await
+            .with_context(|| format!("{} refused the toxics", proxy.name))?;
     }
     Ok(())
 }

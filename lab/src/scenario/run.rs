@@ -244,14 +244,7 @@ pub async fn stop(
         clear_all(state, lab).await?;
     }
     if cleanup.resume_traffic {
-        let (url, token) = switches::admin(state, lab, "mythical-requester")?;
-        switches::call(
-            reqwest::Method::PUT,
-            format!("{url}/admin/traffic"),
-            &token,
-            Some(serde_json::json!({})),
-        )
-        .await?;
+        switches::set_traffic(state, lab, &Default::default()).await?;
     }
     std::fs::remove_file(record(state))?;
     Ok(Some(running))

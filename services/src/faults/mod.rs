@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::RngExt;
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 /// What a fault kind is, for the admin API and the lab's catalogue.
 #[derive(Debug)]
@@ -71,20 +73,27 @@ struct Setting {
     since: SystemTime,
 }
 
-/// One kind as the admin API reports it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One kind as the admin API reports it, and as the lab reads it back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FaultStatus {
-    pub kind: &'static str,
-    pub service: &'static str,
-    pub summary: &'static str,
+    pub kind: Cow<'static, str>,
+    pub service: Cow<'static, str>,
+    pub summary: Cow<'static, str>,
     pub active: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
     /// Unix seconds when the switch was turned on.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_seconds: Option<u64>,
+}
+
+/// `GET /admin/faults`: every kind one service knows, with its state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultList {
+    pub service: Cow<'static, str>,
+    pub faults: Vec<FaultStatus>,
 }
 
 /// The fault switches of one service.
@@ -237,9 +246,9 @@ impl Switchboard {
 
 fn status(kind: &'static FaultKind, setting: Option<&Setting>) -> FaultStatus {
     FaultStatus {
-        kind: kind.name,
-        service: kind.service,
-        summary: kind.summary,
+        kind: Cow::Borrowed(kind.name),
+        service: Cow::Borrowed(kind.service),
+        summary: Cow::Borrowed(kind.summary),
         active: setting.is_some(),
         rate: setting.map(|s| s.rate),
         since: setting.and_then(|s| s.since.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())),

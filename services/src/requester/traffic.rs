@@ -32,7 +32,7 @@ pub struct Traffic {
     counter: AtomicU64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrafficSetting {
     /// Requests per second in total; absent or 0 for the original's pacing.
