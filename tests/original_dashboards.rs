@@ -41,8 +41,8 @@ struct Variable {
 }
 
 fn dashboards() -> BTreeMap<String, Dashboard> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/intro-to-mltp-dashboards.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/intro-to-mltp-dashboards.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
