@@ -39,6 +39,9 @@ impl Kind {
         Kind::Grafana,
     ];
 
+    /// The two mythical services, whose admin APIs hold fault switches.
+    pub const SERVICES: [Kind; 2] = [Kind::Server, Kind::Requester];
+
     /// Its name, as people and the state file call it.
     pub fn name(self) -> &'static str {
         match self {

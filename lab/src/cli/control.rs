@@ -9,6 +9,7 @@ use mythical_services::requester::TrafficSetting;
 
 use lab::faults::switches::service_of;
 use lab::faults::{self, switches};
+use lab::plan::Kind;
 use lab::render;
 use lab::state::{LabState, StateDir};
 
@@ -82,7 +83,7 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
     match command {
         FaultCommand::List { json } => {
             let mut all: Vec<FaultRow> = Vec::new();
-            for service in ["mythical-server", "mythical-requester"] {
+            for service in Kind::SERVICES {
                 let list = switches::faults_of(&state, &lab, service).await?;
                 all.extend(list.faults.into_iter().map(|f| FaultRow {
                     kind: f.kind.into_owned(),
@@ -213,7 +214,7 @@ pub async fn fault(state_dir: Option<PathBuf>, command: FaultCommand) -> Result<
                 println!("symptoms: {}", infra.symptoms);
                 return Ok(());
             }
-            let service = service_of(&kind)?;
+            let service = service_of(&kind)?.name();
             let status = switches::switch_on(&state, &lab, &kind, rate, duration).await?;
             match status.rate {
                 Some(rate) => println!("{kind} is on in {service} at rate {rate}"),

@@ -14,6 +14,7 @@ use super::html::{self, escape};
 use super::{Console, Page, PageError};
 use crate::faults::{self, switches};
 use crate::guide::{self, Progress};
+use crate::plan::Kind;
 use crate::runtime::Condition;
 use crate::scenario::catalogue::Catalogue;
 use crate::scenario::{Scenario, check, run};
@@ -74,8 +75,8 @@ pub async fn lab(State(console): State<Arc<Console>>, Query(params): Params) -> 
     let (healths, traffic, server_faults, requester_faults) = tokio::join!(
         crate::runtime::conditions(&lab),
         switches::traffic(state, &lab),
-        switches::faults_of(state, &lab, "mythical-server"),
-        switches::faults_of(state, &lab, "mythical-requester"),
+        switches::faults_of(state, &lab, Kind::Server),
+        switches::faults_of(state, &lab, Kind::Requester),
     );
     let healths = healths.map_err(|e| PageError::from_query("Health unknown", &e))?;
 
@@ -152,8 +153,8 @@ pub async fn lab(State(console): State<Arc<Console>>, Query(params): Params) -> 
     body.push_str(r#"<h2 id="faults">Active faults</h2>"#);
     let mut rows = Vec::new();
     for (service, answer) in [
-        ("mythical-server", &server_faults),
-        ("mythical-requester", &requester_faults),
+        (Kind::Server.name(), &server_faults),
+        (Kind::Requester.name(), &requester_faults),
     ] {
         match answer {
             Ok(answer) => {

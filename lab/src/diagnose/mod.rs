@@ -88,7 +88,7 @@ pub const LOOKBACK: std::time::Duration = std::time::Duration::from_secs(60);
 /// dependency order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComponentHealth {
-    pub name: String,
+    pub kind: Kind,
     pub health: Condition,
 }
 
@@ -114,7 +114,7 @@ async fn newest_failure(
     let message = failing
         .iter()
         .find(|s| s.attribute("db.response.status_code").is_some())
-        .or_else(|| failing.iter().find(|s| s.service == "mythical-server"))
+        .or_else(|| failing.iter().find(|s| s.service == Kind::Server.name()))
         .or_else(|| failing.first())
         .and_then(|s| s.error_message())
         .unwrap_or_default()
@@ -133,9 +133,9 @@ async fn infrastructure(
     // A service that runs but fails its health check is a symptom (of its
     // database, its pool…), not the cause; a Postgres that does not answer
     // is the cause whatever its process does.
-    let Some(down) = components.iter().find(|c| match Kind::named(&c.name) {
-        Some(Kind::Postgres) => c.health != Condition::Healthy,
-        Some(kind) if kind.is_service() => c.health.is_out(),
+    let Some(down) = components.iter().find(|c| match c.kind {
+        Kind::Postgres => c.health != Condition::Healthy,
+        kind if kind.is_service() => c.health.is_out(),
         _ => false,
     }) else {
         return Ok(None);
@@ -145,28 +145,28 @@ async fn infrastructure(
         query: "lab status".into(),
         finding: format!(
             "{} is {}; {}",
-            down.name,
+            down.kind.name(),
             down.health,
             components
                 .iter()
-                .map(|c| format!("{} {}", c.name, c.health))
+                .map(|c| format!("{} {}", c.kind.name(), c.health))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
         trace_id: None,
     }];
-    let (trace_query, culprit, id) = match down.name.as_str() {
-        "postgres" => (
+    let (trace_query, culprit, id) = match down.kind {
+        Kind::Postgres => (
             "{ status = error && span.db.operation.name != nil }".to_owned(),
-            "postgres",
+            Kind::Postgres,
             "db-down",
         ),
-        "mythical-server" => (
+        Kind::Server => (
             r#"{ status = error && resource.service.name = "mythical-requester" }"#.to_owned(),
-            "mythical-server",
+            Kind::Server,
             "service-crash",
         ),
-        _ => (String::new(), "mythical-requester", "service-crash"),
+        _ => (String::new(), Kind::Requester, "service-crash"),
     };
     let mut message = String::new();
     if !trace_query.is_empty() {
@@ -214,7 +214,7 @@ async fn infrastructure(
             trace_id: None,
         });
     }
-    if down.name == "postgres"
+    if down.kind == Kind::Postgres
         && let Some(port) = postgres_port
     {
         let store = crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
@@ -241,9 +241,10 @@ async fn infrastructure(
             down.health
         ),
         _ => format!(
-            "{culprit} is {}: {}",
+            "{} is {}: {}",
+            culprit.name(),
             down.health,
-            if culprit == "mythical-server" {
+            if culprit == Kind::Server {
                 "the requester's calls are refused"
             } else {
                 "no traffic is sent"
@@ -254,10 +255,10 @@ async fn infrastructure(
         status: "fault",
         root_cause: Some(RootCause {
             id: id.into(),
-            service: culprit.into(),
+            service: culprit.name().into(),
             summary,
             message: if message.is_empty() {
-                format!("{} is {}", down.name, down.health)
+                format!("{} is {}", down.kind.name(), down.health)
             } else {
                 message
             },
@@ -278,9 +279,11 @@ pub async fn diagnose_lab(
         .components
         .iter()
         .zip(conditions)
-        .map(|(c, health)| ComponentHealth {
-            name: c.name.clone(),
-            health,
+        .filter_map(|(c, health)| {
+            Some(ComponentHealth {
+                kind: Kind::named(&c.name)?,
+                health,
+            })
         })
         .collect();
     diagnose(client, lab.postgres_port(), &components, lookback).await

@@ -9,14 +9,16 @@ use mythical_services::requester::TrafficSetting;
 use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
+use crate::plan::Kind;
 use crate::state::{LabState, StateDir};
 
-pub fn admin(state: &StateDir, lab: &LabState, service: &str) -> Result<(String, String)> {
+/// A service's admin URL and the lab's token for it.
+pub fn admin(state: &StateDir, lab: &LabState, service: Kind) -> Result<(String, String)> {
     let component = lab
         .components
         .iter()
-        .find(|c| c.name == service)
-        .with_context(|| format!("{service} is not part of this lab"))?;
+        .find(|c| c.name == service.name())
+        .with_context(|| format!("{} is not part of this lab", service.name()))?;
     let url = component
         .endpoint("http")
         .context("the service has no HTTP endpoint")?
@@ -112,14 +114,14 @@ pub async fn delete(url: String, token: &str) -> Result<(), AdminError> {
 }
 
 /// Every fault kind `service` knows, with its state.
-pub async fn faults_of(state: &StateDir, lab: &LabState, service: &str) -> Result<FaultList> {
+pub async fn faults_of(state: &StateDir, lab: &LabState, service: Kind) -> Result<FaultList> {
     let (url, token) = admin(state, lab, service)?;
     Ok(get(format!("{url}/admin/faults"), &token).await?)
 }
 
 /// How the requester paces its traffic now.
 pub async fn traffic(state: &StateDir, lab: &LabState) -> Result<TrafficSetting> {
-    let (url, token) = admin(state, lab, "mythical-requester")?;
+    let (url, token) = admin(state, lab, Kind::Requester)?;
     Ok(get(format!("{url}/admin/traffic"), &token).await?)
 }
 
@@ -129,18 +131,19 @@ pub async fn set_traffic(
     lab: &LabState,
     setting: &TrafficSetting,
 ) -> Result<TrafficSetting> {
-    let (url, token) = admin(state, lab, "mythical-requester")?;
+    let (url, token) = admin(state, lab, Kind::Requester)?;
     Ok(put(format!("{url}/admin/traffic"), &token, setting).await?)
 }
 
-pub fn service_of(kind: &str) -> Result<&'static str> {
+/// The service whose switch a fault kind is.
+pub fn service_of(kind: &str) -> Result<Kind> {
     if super::find(kind).is_some() {
         bail!("{kind} acts through the runtime, not a service's switch");
     }
     if SERVER_FAULTS.iter().any(|k| k.name == kind) {
-        Ok("mythical-server")
+        Ok(Kind::Server)
     } else if REQUESTER_FAULTS.iter().any(|k| k.name == kind) {
-        Ok("mythical-requester")
+        Ok(Kind::Requester)
     } else {
         bail!(
             "unknown fault kind `{kind}`: the kinds are {}",
@@ -175,7 +178,7 @@ pub async fn switch_off(state: &StateDir, lab: &LabState, kind: &str) -> Result<
 /// Turns every switch of both services off; a service that is down has
 /// none on (its switches live in its memory).
 pub async fn switch_off_all(state: &StateDir, lab: &LabState) -> Result<()> {
-    for service in ["mythical-server", "mythical-requester"] {
+    for service in Kind::SERVICES {
         let (url, token) = admin(state, lab, service)?;
         match delete(format!("{url}/admin/faults"), &token).await {
             Ok(()) | Err(AdminError::Unreachable { .. }) => {}
@@ -187,7 +190,7 @@ pub async fn switch_off_all(state: &StateDir, lab: &LabState) -> Result<()> {
 
 /// Seeds both services' random draws (`None`: back to fresh entropy).
 pub async fn set_seed(state: &StateDir, lab: &LabState, seed: Option<u64>) -> Result<()> {
-    for service in ["mythical-server", "mythical-requester"] {
+    for service in Kind::SERVICES {
         let (url, token) = admin(state, lab, service)?;
         let url = format!("{url}/admin/seed");
         match seed {
