@@ -71,6 +71,41 @@ impl ConstraintKind {
     }
 }
 
+/// The longest name a beast table takes in the lab's own schema
+/// (`name VARCHAR(50) UNIQUE NOT NULL`, `migrations/0001_owlbear_schema.sql`).
+pub const NAME_MAX_LENGTH: i32 = 50;
+
+impl ColumnInfo {
+    /// How this beast table's `name` column differs from the lab's own
+    /// schema, one phrase per difference (empty when it has that schema):
+    /// what would make Postgres refuse names the services send.
+    pub fn name_differences(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.data_type != "character varying" {
+            out.push(format!(
+                "its type is {}, not character varying",
+                self.data_type
+            ));
+        }
+        if let Some(n) = self.max_length
+            && n != NAME_MAX_LENGTH
+        {
+            out.push(format!(
+                "it holds at most {n} characters, not {NAME_MAX_LENGTH}"
+            ));
+        }
+        for c in &self.constraints {
+            if matches!(
+                c.kind,
+                ConstraintKind::Check | ConstraintKind::ForeignKey | ConstraintKind::Exclusion
+            ) {
+                out.push(format!("constraint {} is {}", c.name, c.definition));
+            }
+        }
+        out
+    }
+}
+
 /// Describes `table.column`, or `None` when the catalogue has no such
 /// column (the table was dropped, or the name is wrong).
 pub async fn column_info(
@@ -192,5 +227,55 @@ impl<'de> serde::Deserialize<'de> for OrderedRow {
             }
         }
         deserializer.deserialize_map(Fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(max_length: Option<i32>, constraints: Vec<Constraint>) -> ColumnInfo {
+        ColumnInfo {
+            table: "owlbear".into(),
+            column: "name".into(),
+            is_nullable: false,
+            data_type: "character varying".into(),
+            max_length,
+            default: None,
+            constraints,
+        }
+    }
+
+    fn constraint(name: &str, kind: ConstraintKind, definition: &str) -> Constraint {
+        Constraint {
+            name: name.into(),
+            kind,
+            definition: definition.into(),
+        }
+    }
+
+    #[test]
+    fn the_labs_own_name_column_has_no_differences() {
+        let unique = constraint("owlbear_name_key", ConstraintKind::Unique, "UNIQUE (name)");
+        assert!(name(Some(50), vec![unique]).name_differences().is_empty());
+    }
+
+    #[test]
+    fn a_shorter_column_and_a_check_are_differences() {
+        let check = constraint(
+            "short_names",
+            ConstraintKind::Check,
+            "CHECK ((length((name)::text) < 3))",
+        );
+        let said = name(Some(4), vec![check]).name_differences();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said[0].contains("at most 4 characters"), "{said:?}");
+        assert!(said[1].contains("short_names is CHECK"), "{said:?}");
+        let text = ColumnInfo {
+            data_type: "text".into(),
+            max_length: None,
+            ..name(None, Vec::new())
+        };
+        assert_eq!(text.name_differences().len(), 1);
     }
 }

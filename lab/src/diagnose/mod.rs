@@ -48,6 +48,11 @@ pub struct Failure {
     pub column: Option<String>,
     /// The statement bound NULL (`db.query.parameter.0`).
     pub bound_null: bool,
+    /// What the statement bound, as its span shows it.
+    pub bound: Option<String>,
+    /// The failing table's `name` column (or the column Postgres named) as
+    /// the catalogue describes it now.
+    pub schema: Option<mythical_storage::catalogue::ColumnInfo>,
     /// The server span's `mythical.name.received`.
     pub name_received: Option<bool>,
     /// The requester's `mythical.name.sent`.
@@ -62,6 +67,11 @@ pub struct Failure {
     /// a table is missing and one did (`None` when none was traced).
     pub dropped_by: Option<String>,
 }
+
+/// Refusals a table's schema makes: a CHECK constraint (23514), a value
+/// longer than the column (22001), and a statement prepared before a
+/// column changed type (0A000, `cached plan must not change result type`).
+const SCHEMA_REFUSALS: [&str; 3] = ["23514", "22001", "0A000"];
 
 /// A traced statement that drops tables, by any service.
 const DROP_QUERY: &str = r#"{ span.db.operation.name = "DROP" }"#;
@@ -464,6 +474,8 @@ pub async fn diagnose(
         table: table.or_else(|| db_span.attribute("db.collection.name").map(str::to_owned)),
         column,
         bound_null: db_span.attribute("db.query.parameter.0") == Some("NULL"),
+        bound: db_span.attribute("db.query.parameter.0").map(str::to_owned),
+        schema: None,
         name_received: server
             .and_then(|s| s.attribute("mythical.name.received"))
             .map(|v| v == "true"),
@@ -476,6 +488,13 @@ pub async fn diagnose(
         dropped_by: None,
     };
     let mut failure = failure;
+    // A check or a length Postgres enforces on what an INSERT writes: the
+    // only column the services write is `name`.
+    if SCHEMA_REFUSALS.contains(&failure.sqlstate.as_deref().unwrap_or_default())
+        && failure.table.is_some()
+    {
+        failure.column.get_or_insert_with(|| "name".to_owned());
+    }
     if failure.sqlstate.as_deref() == Some("42P01") {
         let since = Window {
             start: window.end - DROP_LOOKBACK_NANOS,
@@ -596,6 +615,7 @@ pub async fn diagnose(
         if let Ok(Some(info)) =
             mythical_storage::catalogue::column_info(store.pool(), table, column).await
         {
+            failure.schema = Some(info.clone());
             let constraints: Vec<String> = info
                 .constraints
                 .iter()

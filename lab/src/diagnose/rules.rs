@@ -40,6 +40,9 @@ const RULES: &[Rule] = &[
         applies: pool_exhaustion,
     },
     Rule {
+        applies: schema_change,
+    },
+    Rule {
         applies: database_error,
     },
 ];
@@ -211,6 +214,60 @@ fn pool_exhaustion(failure: &Failure) -> Option<RootCause> {
         })
 }
 
+/// Postgres refuses what the services write because the table is no
+/// longer the lab's: a CHECK constraint (23514) or a shorter `name`
+/// (22001) on the `name` column, or a column the services never write made
+/// NOT NULL (23502 on another column). The culprit is the schema the
+/// catalogue shows, not the server that passed the refusal on.
+fn schema_change(failure: &Failure) -> Option<RootCause> {
+    let schema = failure.schema.as_ref()?;
+    let sqlstate = failure.sqlstate.as_deref()?;
+    let replanned = sqlstate == "0A000" && failure.message.contains("cached plan must not change");
+    let differences = match sqlstate {
+        "23514" | "22001" if schema.column == "name" => schema.name_differences(),
+        "0A000" if replanned => {
+            let mut differences = schema.name_differences();
+            if differences.is_empty() {
+                differences.push(format!("a column of {} changed type", schema.table));
+            }
+            differences.push(
+                "mythical-server's prepared statements were planned against the table before the change"
+                    .to_owned(),
+            );
+            differences
+        }
+        "23502" if schema.column != "name" && !schema.is_nullable && schema.default.is_none() => {
+            vec![format!(
+                "{} is NOT NULL with no default, and the services never write it",
+                schema.column
+            )]
+        }
+        _ => return None,
+    };
+    if differences.is_empty() {
+        return None;
+    }
+    let sent = match failure.bound.as_deref() {
+        Some(value) if value != "NULL" => format!(
+            " (mythical-server bound `{value}`, {} characters, which the lab's VARCHAR({}) takes)",
+            value.chars().count(),
+            mythical_storage::catalogue::NAME_MAX_LENGTH
+        ),
+        _ => String::new(),
+    };
+    Some(RootCause {
+        id: "schema-change".into(),
+        service: "postgres".into(),
+        summary: format!(
+            "{}.{} is no longer the lab's schema: {}; Postgres refuses what the services write{sent}, so the schema was changed, not the services",
+            schema.table,
+            schema.column,
+            differences.join("; ")
+        ),
+        message: failure.message.clone(),
+    })
+}
+
 /// Any other database refusal: named by its SQLSTATE, blamed on the server
 /// that issued the statement.
 fn database_error(failure: &Failure) -> Option<RootCause> {
@@ -229,6 +286,7 @@ fn database_error(failure: &Failure) -> Option<RootCause> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mythical_storage::catalogue::{ColumnInfo, Constraint, ConstraintKind};
 
     fn failure(received: Option<bool>, sent: Option<bool>, null: bool) -> Failure {
         Failure {
@@ -242,6 +300,8 @@ mod tests {
             table: Some("owlbear".into()),
             column: Some("name".into()),
             bound_null: null,
+            bound: Some(if null { "NULL" } else { "copper_Dolly" }.into()),
+            schema: None,
             name_received: received,
             name_sent: sent,
             failing_by_version: None,
@@ -249,6 +309,109 @@ mod tests {
             idle_in_transaction: None,
             dropped_by: None,
         }
+    }
+
+    fn name_column(max_length: i32, checks: &[(&str, &str)]) -> ColumnInfo {
+        ColumnInfo {
+            table: "owlbear".into(),
+            column: "name".into(),
+            is_nullable: false,
+            data_type: "character varying".into(),
+            max_length: Some(max_length),
+            default: None,
+            constraints: checks
+                .iter()
+                .map(|(name, definition)| Constraint {
+                    name: (*name).into(),
+                    kind: ConstraintKind::Check,
+                    definition: (*definition).into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_schema_that_refuses_valid_names_is_postgres_fault_not_the_servers() {
+        let mut check = failure(Some(true), Some(true), false);
+        check.sqlstate = Some("23514".into());
+        check.message =
+            r#"new row for relation "owlbear" violates check constraint "short_names""#.into();
+        check.schema = Some(name_column(
+            50,
+            &[("short_names", "CHECK ((length((name)::text) < 3))")],
+        ));
+        let cause = explain(&check).unwrap();
+        assert_eq!(
+            (cause.id.as_str(), cause.service.as_str()),
+            ("schema-change", "postgres")
+        );
+        assert!(
+            cause.summary.contains("short_names is CHECK"),
+            "{}",
+            cause.summary
+        );
+        assert!(
+            cause.summary.contains("`copper_Dolly`, 12 characters"),
+            "{}",
+            cause.summary
+        );
+
+        let mut shorter = check.clone();
+        shorter.sqlstate = Some("22001".into());
+        shorter.schema = Some(name_column(4, &[]));
+        let cause = explain(&shorter).unwrap();
+        assert_eq!(cause.id, "schema-change");
+        assert!(
+            cause.summary.contains("at most 4 characters"),
+            "{}",
+            cause.summary
+        );
+
+        // A GET prepared before the column changed type.
+        let mut replanned = check.clone();
+        replanned.sqlstate = Some("0A000".into());
+        replanned.message = "cached plan must not change result type".into();
+        replanned.bound = None;
+        replanned.schema = Some(name_column(4, &[]));
+        let cause = explain(&replanned).unwrap();
+        assert_eq!(
+            (cause.id.as_str(), cause.service.as_str()),
+            ("schema-change", "postgres")
+        );
+        assert!(
+            cause.summary.contains("prepared statements"),
+            "{}",
+            cause.summary
+        );
+
+        // The lab's own schema refusing a value is the sender's doing.
+        let mut long = shorter.clone();
+        long.schema = Some(name_column(50, &[]));
+        assert_eq!(explain(&long).unwrap().id, "database-error-22001");
+        assert_eq!(explain(&long).unwrap().service, "mythical-server");
+
+        // A column the services never write, made NOT NULL by hand.
+        let mut added = failure(Some(true), Some(true), false);
+        added.message =
+            r#"null value in column "keeper" of relation "owlbear" violates not-null constraint"#
+                .into();
+        added.column = Some("keeper".into());
+        added.schema = Some(ColumnInfo {
+            column: "keeper".into(),
+            data_type: "text".into(),
+            max_length: None,
+            ..name_column(50, &[])
+        });
+        let cause = explain(&added).unwrap();
+        assert_eq!(
+            (cause.id.as_str(), cause.service.as_str()),
+            ("schema-change", "postgres")
+        );
+        assert!(
+            cause.summary.contains("keeper is NOT NULL"),
+            "{}",
+            cause.summary
+        );
     }
 
     #[test]
