@@ -2,7 +2,8 @@
 //! colleague at a psql prompt or an operator at a shell would, on a fresh
 //! native lab, and the first verdict `lab diagnose` names (its default
 //! window, as a learner runs it) must be the cause with the right culprit:
-//! the component whose state explains the evidence.
+//! the component whose state explains the evidence. (Data changed by hand
+//! has no case here yet.)
 
 use std::process::Command;
 use std::time::Duration;
@@ -181,5 +182,29 @@ fn another_sessions_lock_is_blamed_on_postgres_and_names_the_session() {
     assert!(
         said.contains("owlbear") && said.contains("LOCK TABLE owlbear"),
         "{report:#}"
+    );
+}
+
+#[test]
+fn a_server_stopped_by_a_signal_is_blamed_on_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = fresh(dir.path(), "server-stopped");
+    let _down = Down(&lab);
+    let status: Value = serde_json::from_str(&lab.ok(&["status", "--json"])).unwrap();
+    let pid = status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "mythical-server")
+        .and_then(|c| c["pid"].as_i64())
+        .expect("the server has a pid") as i32;
+    let _continue = Continue(pid);
+    // SAFETY: a signal to a process group the lab started; no memory.
+    assert_eq!(unsafe { libc::kill(-pid, libc::SIGSTOP) }, 0);
+    let report = first_verdict_is(&lab, "server-stopped", "service-crash", "mythical-server");
+    let summary = report["root_cause"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("paused") && summary.contains("answers none"),
+        "{summary}"
     );
 }

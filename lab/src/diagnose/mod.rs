@@ -254,7 +254,9 @@ async fn infrastructure(
             "{} is {}: {}",
             culprit.name(),
             down.health,
-            if culprit == Kind::Server {
+            if culprit == Kind::Server && down.health == Condition::Paused {
+                "it takes the requester's calls and answers none"
+            } else if culprit == Kind::Server {
                 "the requester's calls are refused"
             } else {
                 "no traffic is sent"
