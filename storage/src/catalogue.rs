@@ -25,7 +25,7 @@ WHERE nsp.nspname = current_schema() AND rel.relname = $1 AND att.attname = $2 \
 ORDER BY con.conname";
 
 /// A column as the catalogue describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ColumnInfo {
     pub table: String,
     pub column: String,
@@ -37,7 +37,7 @@ pub struct ColumnInfo {
     pub constraints: Vec<Constraint>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Constraint {
     pub name: String,
     pub kind: ConstraintKind,
@@ -45,7 +45,7 @@ pub struct Constraint {
     pub definition: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConstraintKind {
     PrimaryKey,

@@ -3,6 +3,7 @@
 //! deepest failing span → its log lines (LogQL) → what Postgres' catalogue
 //! says → a root cause from [`rules`].
 
+mod failure;
 mod network;
 mod quiet;
 mod rules;
@@ -67,18 +68,6 @@ pub struct Failure {
     /// a table is missing and one did (`None` when none was traced).
     pub dropped_by: Option<String>,
 }
-
-/// Refusals a table's schema makes: a CHECK constraint (23514), a value
-/// longer than the column (22001), and a statement prepared before a
-/// column changed type (0A000, `cached plan must not change result type`).
-const SCHEMA_REFUSALS: [&str; 3] = ["23514", "22001", "0A000"];
-
-/// A traced statement that drops tables, by any service.
-const DROP_QUERY: &str = r#"{ span.db.operation.name = "DROP" }"#;
-
-/// How far back a missing table's `DROP` is looked for: the statement
-/// may be much older than the failures it causes.
-const DROP_LOOKBACK_NANOS: i64 = 15 * 60 * 1_000_000_000;
 
 /// Sessions holding a transaction open and doing nothing: what a leaked
 /// connection looks like from Postgres' side.
@@ -322,7 +311,7 @@ pub async fn diagnose(
     let mut evidence = Vec::new();
 
     // 1. Metrics: where do the 5xx come from?
-    let rate_query = r#"sum by (beast) (rate(mythical_request_times_count{status=~"5.."}[2m]))"#;
+    let rate_query = failure::RATE_QUERY;
     let rates = client.promql_instant(rate_query, now).await?;
     let mut failing_beasts: Vec<(String, f64)> = rates
         .series()
@@ -338,7 +327,7 @@ pub async fn diagnose(
     failing_beasts.sort_by(|a, b| b.1.total_cmp(&a.1));
 
     // 2. Traces: the newest failing database span.
-    let trace_query = "{ status = error && span.db.response.status_code != nil }";
+    let trace_query = failure::FAILING_QUERY;
     let found = client.traceql(trace_query, window, 500).await?;
     let trace_id = found.traces.first().map(|t| t.trace_id.clone());
     let failing_traces = found.traces.len();
@@ -408,268 +397,22 @@ pub async fn diagnose(
             evidence,
         });
     }
-    evidence.push(Evidence {
-        signal: "metrics",
-        query: rate_query.into(),
-        finding: if failing_beasts.is_empty() {
-            "no 5xx in the scraped request times yet".into()
-        } else {
-            failing_beasts
-                .iter()
-                .map(|(b, r)| format!("{b}: {r:.2} errors/s"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
-        trace_id: None,
-    });
-    let Some(trace_id) = trace_id else {
-        return Ok(Diagnosis {
-            status: "fault",
-            root_cause: None,
-            evidence,
-        });
-    };
-    evidence.push(Evidence {
-        signal: "traces",
-        query: trace_query.into(),
-        finding: {
-            let since = found
-                .traces
-                .iter()
-                .map(|t| t.start_time_unix_nano)
-                .min()
-                .map_or_else(|| "?".into(), crate::render::clock);
-            format!(
-                "{} traces with a failing database span in the last minute, the first at {since} UTC; newest {trace_id}",
-                found.traces.len()
-            )
-        },
-        trace_id: Some(trace_id.clone()),
-    });
-
-    // 3. The trace: the failing database span and the spans above it.
-    let all = client.trace(&trace_id).await?.spans();
-    let by_id = |id: &str| all.iter().find(|s| s.id == id);
-    let Some(db_span) = all
+    // 3. The newest failing trace and what its error calls for, judged.
+    let failing = found
+        .traces
         .iter()
-        .find(|s| s.attribute("db.response.status_code").is_some())
-    else {
-        return Ok(Diagnosis {
-            status: "fault",
-            root_cause: None,
-            evidence,
-        });
-    };
-    let server = by_id(&db_span.parent);
-    let client_span = server.and_then(|s| by_id(&s.parent));
-    let message = db_span.status_message.clone();
-    let sqlstate = db_span
-        .attribute("db.response.status_code")
-        .map(str::to_owned);
-    let (column, table) = not_null_target(&message);
-    let failure = Failure {
-        trace_id: trace_id.clone(),
-        service: db_span.service.clone(),
-        span_name: db_span.name.clone(),
-        message: message.clone(),
-        sqlstate: sqlstate.clone(),
-        table: table.or_else(|| db_span.attribute("db.collection.name").map(str::to_owned)),
-        column,
-        bound_null: db_span.attribute("db.query.parameter.0") == Some("NULL"),
-        bound: db_span.attribute("db.query.parameter.0").map(str::to_owned),
-        schema: None,
-        name_received: server
-            .and_then(|s| s.attribute("mythical.name.received"))
-            .map(|v| v == "true"),
-        name_sent: client_span
-            .and_then(|s| s.attribute("mythical.name.sent"))
-            .map(|v| v == "true"),
-        failing_by_version: None,
-        postgres_answers: None,
-        idle_in_transaction: None,
-        dropped_by: None,
-    };
-    let mut failure = failure;
-    // A check or a length Postgres enforces on what an INSERT writes: the
-    // only column the services write is `name`.
-    if SCHEMA_REFUSALS.contains(&failure.sqlstate.as_deref().unwrap_or_default())
-        && failure.table.is_some()
-    {
-        failure.column.get_or_insert_with(|| "name".to_owned());
-    }
-    if failure.sqlstate.as_deref() == Some("42P01") {
-        let since = Window {
-            start: window.end - DROP_LOOKBACK_NANOS,
-            end: window.end,
-        };
-        let found = client.traceql(DROP_QUERY, since, 20).await?;
-        let newest = found.traces.first();
-        // The statement's own service, from its span: the trace's root is
-        // whoever called it.
-        if let Some(t) = newest {
-            failure.dropped_by = client
-                .trace(&t.trace_id)
-                .await?
-                .spans()
-                .into_iter()
-                .find(|s| s.attribute("db.operation.name") == Some("DROP"))
-                .map(|s| s.service);
-        }
-        evidence.push(Evidence {
-            signal: "traces",
-            query: DROP_QUERY.into(),
-            finding: match (newest, &failure.dropped_by) {
-                (Some(t), Some(service)) => format!(
-                    "{} traced DROP statements in the last 15 minutes, by {service}; newest {}",
-                    found.traces.len(),
-                    t.trace_id
-                ),
-                _ => "no service traced a DROP in the last 15 minutes".into(),
-            },
-            trace_id: newest.map(|t| t.trace_id.clone()),
-        });
-    }
-    if failure.sqlstate.as_deref() == Some("23502") {
-        let mut counts = [0usize; 2];
-        for (i, version) in ["1.9.2", "2.0.0"].iter().enumerate() {
-            let query = format!(
-                r#"{{ resource.service.name = "mythical-requester" && status = error && span.service.version = "{version}" }}"#
-            );
-            counts[i] = client.traceql(&query, window, 500).await?.traces.len();
-        }
-        failure.failing_by_version = Some((counts[0], counts[1]));
-        evidence.push(Evidence {
-            signal: "traces",
-            query: r#"{ resource.service.name = "mythical-requester" && status = error && span.service.version = "<version>" }"#.into(),
-            finding: format!(
-                "failing requester traces by service.version: 1.9.2 {}, 2.0.0 {}",
-                counts[0], counts[1]
-            ),
-            trace_id: None,
-        });
-    }
-    if failure.sqlstate.as_deref() == Some("unavailable")
-        && let Some(port) = postgres_port
-    {
-        let store = crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
-        let answers = store.ping().await.is_ok();
-        let idle = if answers {
-            mythical_storage::catalogue::read_only_query(store.pool(), IDLE_IN_TRANSACTION_SQL)
-                .await
-                .ok()
-                .and_then(|rows| rows.rows.first()?.first()?.parse::<usize>().ok())
-        } else {
-            None
-        };
-        store.pool().close().await;
-        failure.postgres_answers = Some(answers);
-        failure.idle_in_transaction = idle;
-        evidence.push(Evidence {
-            signal: "database",
-            query: IDLE_IN_TRANSACTION_SQL.into(),
-            finding: if answers {
-                format!(
-                    "Postgres answers the lab at once; {} sessions sit idle in transaction",
-                    idle.map_or("?".into(), |n| n.to_string())
-                )
-            } else {
-                "Postgres does not answer the lab either".into()
-            },
-            trace_id: None,
-        });
-    }
-    evidence.push(Evidence {
-        signal: "traces",
-        query: format!("trace {trace_id}"),
-        finding: format!(
-            "deepest failing span: {} in {} — {} (SQLSTATE {}); bound {}; server received a name: {}; requester sent a name: {}",
-            failure.span_name,
-            failure.service,
-            message,
-            sqlstate.as_deref().unwrap_or("?"),
-            db_span.attribute("db.query.parameter.0").unwrap_or("?"),
-            failure.name_received.map_or("?".into(), |b| b.to_string()),
-            failure.name_sent.map_or("?".into(), |b| b.to_string()),
-        ),
-        trace_id: Some(trace_id.clone()),
-    });
-
-    // 4. Logs: the failure's own lines.
-    let log_query =
-        format!(r#"{{service_name=~"mythical-.*"}} |= "{trace_id}" | logfmt | status="FAILURE""#);
-    let logs = client.logql(&log_query, window, 10, 60).await?;
-    let lines: Vec<&str> = logs.lines().map(|(_, line)| line.text.as_str()).collect();
-    evidence.push(Evidence {
-        signal: "logs",
-        query: log_query,
-        finding: match lines.first() {
-            Some(line) => format!("{} log lines; {line}", lines.len()),
-            None => "no log line for the trace yet".into(),
-        },
-        trace_id: Some(trace_id.clone()),
-    });
-
-    // 5. Database: what the catalogue says about the column.
-    if let (Some(port), Some(table), Some(column)) =
-        (postgres_port, &failure.table, &failure.column)
-    {
-        let store = crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
-        if let Ok(Some(info)) =
-            mythical_storage::catalogue::column_info(store.pool(), table, column).await
-        {
-            failure.schema = Some(info.clone());
-            let constraints: Vec<String> = info
-                .constraints
-                .iter()
-                .map(|c| format!("{} {}", c.name, c.definition))
-                .collect();
-            evidence.push(Evidence {
-                signal: "database",
-                query: mythical_storage::catalogue::COLUMN_SQL
-                    .replace("$1", &format!("'{table}'"))
-                    .replace("$2", &format!("'{column}'")),
-                finding: format!(
-                    "{table}.{column} is {} {}({}) — is_nullable = {}; constraints: {}",
-                    info.data_type,
-                    if info.is_nullable { "" } else { "NOT NULL " },
-                    info.max_length.map_or(String::new(), |l| l.to_string()),
-                    if info.is_nullable { "YES" } else { "NO" },
-                    constraints.join(", ")
-                ),
-                trace_id: None,
-            });
-        }
-        store.pool().close().await;
-    }
-
-    // A cause the evidence cannot tell apart from another yet is not
-    // named: the learner reads "still looking", never a guess.
-    if let Some(why) = rules::undecided(&failure) {
-        evidence.push(Evidence {
-            signal: "traces",
-            query: "failing requester traces by service.version".into(),
-            finding: why,
-            trace_id: None,
-        });
-        return Ok(Diagnosis {
-            status: "fault",
-            root_cause: None,
-            evidence,
-        });
-    }
-    Ok(Diagnosis {
-        status: "fault",
-        root_cause: rules::explain(&failure),
-        evidence,
-    })
-}
-
-/// `null value in column "name" of relation "owlbear" …` → (name, owlbear).
-fn not_null_target(message: &str) -> (Option<String>, Option<String>) {
-    let quoted: Vec<&str> = message.split('"').collect();
-    if message.starts_with("null value in column") && quoted.len() >= 4 {
-        (Some(quoted[1].to_owned()), Some(quoted[3].to_owned()))
-    } else {
-        (None, None)
-    }
+        .map(|t| (t.trace_id.clone(), t.start_time_unix_nano))
+        .collect();
+    let snapshot = failure::gather(
+        client,
+        postgres_port,
+        window,
+        lookback.as_secs(),
+        failing_beasts,
+        failing,
+    )
+    .await?;
+    let verdict = failure::judge(&snapshot);
+    failure::keep(&snapshot, &verdict);
+    Ok(verdict)
 }

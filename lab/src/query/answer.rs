@@ -352,7 +352,7 @@ pub type Event = (String, i64, Attributes);
 
 /// One span of a trace with its service, as the lab reads it: ids in hex,
 /// times in Unix nanoseconds, the error message when it failed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 pub struct TraceSpan {
     pub id: String,
     pub parent: String,
