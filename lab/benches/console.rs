@@ -101,7 +101,7 @@ fn request(draw: &mut Draw, at: i64) -> (Value, Value, Value) {
             "traceId": trace, "spanId": server, "parentSpanId": root, "name": format!("{method} /:beast"), "kind": 2,
             "startTimeUnixNano": (at + 1_000_000).to_string(), "endTimeUnixNano": (end - 1_000_000).to_string(),
             "attributes": [attr("beast", json!(beast)), attr("http.status_code", json!(code)),
-                           attr("mythical.name.received", json!(true))],
+                           attr("http.request.body.size", json!(27)), attr("mythical.name", json!("copper_Dolly_sheep"))],
             "status": status(failed),
         },
         {

@@ -11,7 +11,9 @@ use anyhow::Result;
 use mythical_storage::catalogue::ColumnInfo;
 use serde::{Deserialize, Serialize};
 
+use super::rules::EMPTY_BODY;
 use super::{Diagnosis, Evidence, Failure, IDLE_IN_TRANSACTION_SQL, rules};
+use crate::plan::Kind;
 use crate::query::answer::TraceSpan;
 use crate::query::{QueryClient, Window};
 
@@ -55,9 +57,16 @@ pub struct Snapshot {
     /// For no connection: what Postgres says when the lab asks it.
     pub pool: Option<Pool>,
     /// The newest trace's `FAILURE` log lines.
-    pub log_lines: Vec<String>,
+    pub log_lines: Vec<LogLine>,
     /// The failing column as the catalogue describes it now.
     pub schema: Option<ColumnInfo>,
+}
+
+/// One log line and the service that wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub service: String,
+    pub line: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,7 +87,7 @@ pub struct Pool {
 
 /// The failing database span of `spans` and what it and the spans above
 /// it show; `None` when none of them is a database span.
-fn failure_of(trace_id: &str, spans: &[TraceSpan]) -> Option<Failure> {
+fn failure_of(trace_id: &str, spans: &[TraceSpan], log_lines: &[LogLine]) -> Option<Failure> {
     let by_id = |id: &str| spans.iter().find(|s| s.id == id);
     let db_span = spans
         .iter()
@@ -108,17 +117,25 @@ fn failure_of(trace_id: &str, spans: &[TraceSpan]) -> Option<Failure> {
         bound_null: bound.as_deref() == Some("NULL"),
         bound,
         schema: None,
-        name_received: server
-            .and_then(|s| s.attribute("mythical.name.received"))
-            .map(|v| v == "true"),
-        name_sent: client_span
-            .and_then(|s| s.attribute("mythical.name.sent"))
-            .map(|v| v == "true"),
+        received_name: server
+            .and_then(|s| s.attribute("mythical.name"))
+            .map(str::to_owned),
+        received_bytes: server.and_then(body_size),
+        sent_bytes: client_span.and_then(body_size),
+        logged_name: log_lines
+            .iter()
+            .find(|l| l.service == Kind::Requester.name())
+            .map(|l| l.line.split(' ').any(|field| field.starts_with("name="))),
         failing_by_version: None,
         postgres_answers: None,
         idle_in_transaction: None,
         dropped_by: None,
     })
+}
+
+/// A span's `http.request.body.size`, OpenTelemetry's HTTP convention.
+fn body_size(span: &TraceSpan) -> Option<u64> {
+    span.attribute("http.request.body.size")?.parse().ok()
 }
 
 /// `null value in column "name" of relation "owlbear" …` → (name, owlbear).
@@ -155,7 +172,7 @@ pub async fn gather(
         return Ok(snapshot);
     };
     snapshot.spans = client.trace(&trace_id).await?.spans();
-    let Some(failure) = failure_of(&trace_id, &snapshot.spans) else {
+    let Some(failure) = failure_of(&trace_id, &snapshot.spans, &[]) else {
         return Ok(snapshot);
     };
     match failure.sqlstate.as_deref() {
@@ -218,7 +235,13 @@ pub async fn gather(
         _ => {}
     }
     let logs = client.logql(&log_query(&trace_id), window, 10, 60).await?;
-    snapshot.log_lines = logs.lines().map(|(_, line)| line.text.clone()).collect();
+    snapshot.log_lines = logs
+        .lines()
+        .map(|(labels, line)| LogLine {
+            service: labels.get("service_name").cloned().unwrap_or_default(),
+            line: line.text.clone(),
+        })
+        .collect();
     if let (Some(port), Some(table), Some(column)) =
         (postgres_port, &failure.table, &failure.column)
     {
@@ -298,7 +321,7 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
         ),
         trace_id: Some(trace_id.clone()),
     });
-    let Some(mut failure) = failure_of(trace_id, &snapshot.spans) else {
+    let Some(mut failure) = failure_of(trace_id, &snapshot.spans, &snapshot.log_lines) else {
         return unexplained(evidence);
     };
     if let Some(drops) = &snapshot.drops {
@@ -349,14 +372,18 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
         signal: "traces",
         query: format!("trace {trace_id}"),
         finding: format!(
-            "deepest failing span: {} in {} — {} (SQLSTATE {}); bound {}; server received a name: {}; requester sent a name: {}",
+            "deepest failing span: {} in {} — {} (SQLSTATE {}); bound {}; the server read the name {} from a body of {} bytes, the requester sent {} bytes (`{{}}` is {EMPTY_BODY})",
             failure.span_name,
             failure.service,
             failure.message,
             failure.sqlstate.as_deref().unwrap_or("?"),
             failure.bound.as_deref().unwrap_or("?"),
-            failure.name_received.map_or("?".into(), |b| b.to_string()),
-            failure.name_sent.map_or("?".into(), |b| b.to_string()),
+            failure
+                .received_name
+                .as_deref()
+                .map_or("(none)".to_owned(), |n| format!("`{n}`")),
+            failure.received_bytes.map_or("?".into(), |b| b.to_string()),
+            failure.sent_bytes.map_or("?".into(), |b| b.to_string()),
         ),
         trace_id: Some(trace_id.clone()),
     });
@@ -364,7 +391,7 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
         signal: "logs",
         query: log_query(trace_id),
         finding: match snapshot.log_lines.first() {
-            Some(line) => format!("{} log lines; {line}", snapshot.log_lines.len()),
+            Some(line) => format!("{} log lines; {}", snapshot.log_lines.len(), line.line),
             None => "no log line for the trace yet".into(),
         },
         trace_id: Some(trace_id.clone()),

@@ -54,10 +54,18 @@ pub struct Failure {
     /// The failing table's `name` column (or the column Postgres named) as
     /// the catalogue describes it now.
     pub schema: Option<mythical_storage::catalogue::ColumnInfo>,
-    /// The server span's `mythical.name.received`.
-    pub name_received: Option<bool>,
-    /// The requester's `mythical.name.sent`.
-    pub name_sent: Option<bool>,
+    /// The name the server span records it read from the body
+    /// (`mythical.name`, the service's own attribute for the beast it
+    /// handles).
+    pub received_name: Option<String>,
+    /// The request body the server span received, in bytes
+    /// (`http.request.body.size`, OpenTelemetry's HTTP convention).
+    pub received_bytes: Option<u64>,
+    /// The request body the requester's client span sent, in bytes.
+    pub sent_bytes: Option<u64>,
+    /// Whether the requester's log line for the request names the name it
+    /// sent (`name=…`); `None` when its line has not arrived.
+    pub logged_name: Option<bool>,
     /// Failing requester traces by its `service.version`: (1.9.2, 2.0.0).
     pub failing_by_version: Option<(usize, usize)>,
     /// Whether Postgres answered the lab's own `SELECT 1` just now.

@@ -18,6 +18,27 @@ pub struct RootCause {
     pub message: String,
 }
 
+/// The size of `{}`: a JSON body with no field at all, so no name.
+pub const EMPTY_BODY: u64 = 2;
+
+/// Whether the server read a name: its span names one, or records a body
+/// that named none; `None` when no server span handled a body.
+fn name_received(failure: &Failure) -> Option<bool> {
+    match (&failure.received_name, failure.received_bytes) {
+        (Some(_), _) => Some(true),
+        (None, Some(_)) => Some(false),
+        (None, None) => None,
+    }
+}
+
+/// Whether the requester sent a name: its log line says so, or its span
+/// shows an empty body (`{}`).
+fn name_sent(failure: &Failure) -> Option<bool> {
+    failure
+        .logged_name
+        .or((failure.sent_bytes == Some(EMPTY_BODY)).then_some(false))
+}
+
 struct Rule {
     applies: fn(&Failure) -> Option<RootCause>,
 }
@@ -65,11 +86,12 @@ fn not_null_column(failure: &Failure) -> Option<String> {
 /// 23502, and the server had received a name but bound NULL.
 fn null_name(failure: &Failure) -> Option<RootCause> {
     let column = not_null_column(failure)?;
-    (failure.name_received == Some(true) && failure.bound_null).then(|| RootCause {
+    (name_received(failure) == Some(true) && failure.bound_null).then(|| RootCause {
         id: "null-name".into(),
         service: "mythical-server".into(),
         summary: format!(
-            "mythical-server received a name but inserted NULL into {column}, which is NOT NULL: the server drops the name"
+            "mythical-server received the name `{}` (its span's mythical.name) but inserted NULL into {column}, which is NOT NULL: the server drops the name",
+            failure.received_name.as_deref().unwrap_or_default()
         ),
         message: failure.message.clone(),
     })
@@ -82,7 +104,11 @@ fn missing_name(failure: &Failure) -> Option<RootCause> {
         id: "missing-name".into(),
         service: "mythical-requester".into(),
         summary: format!(
-            "mythical-requester sent a POST without a name; the server passed NULL on to {column}, which is NOT NULL: the requester is at fault"
+            "mythical-requester sent a POST without a name (the server read none from its body{}); the server passed NULL on to {column}, which is NOT NULL: the requester is at fault",
+            match failure.logged_name {
+                Some(false) => ", and the requester's log line names none",
+                _ => "",
+            }
         ),
         message: failure.message.clone(),
     })
@@ -128,7 +154,7 @@ fn versions(failure: &Failure) -> Versions {
 /// it received none, or the requester that it sent none).
 fn name_missing(failure: &Failure) -> bool {
     not_null_column(failure).is_some()
-        && (failure.name_received == Some(false) || failure.name_sent == Some(false))
+        && (name_received(failure) == Some(false) || name_sent(failure) == Some(false))
 }
 
 /// Why no cause can be named yet, when the evidence fits two: a missing
@@ -302,8 +328,13 @@ mod tests {
             bound_null: null,
             bound: Some(if null { "NULL" } else { "copper_Dolly" }.into()),
             schema: None,
-            name_received: received,
-            name_sent: sent,
+            // `{"name":"copper_Dolly"}` or `{}`.
+            received_name: received
+                .filter(|named| *named)
+                .map(|_| "copper_Dolly".into()),
+            received_bytes: received.map(|named| if named { 23 } else { EMPTY_BODY }),
+            sent_bytes: sent.map(|named| if named { 23 } else { EMPTY_BODY }),
+            logged_name: sent,
             failing_by_version: None,
             postgres_answers: None,
             idle_in_transaction: None,

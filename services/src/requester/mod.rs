@@ -374,15 +374,14 @@ impl Requester {
                 KeyValue::new("http.target", format!("/{beast}")),
             ]);
         }
-        if method == reqwest::Method::POST {
-            let name = body
-                .as_ref()
-                .and_then(|b| b.get("name"))
-                .and_then(Value::as_str);
-            attributes.push(KeyValue::new("mythical.name.sent", name.is_some()));
-            if let Some(name) = name {
-                attributes.push(KeyValue::new("mythical.name", name.to_owned()));
-            }
+        // The body as it goes on the wire, and its size as OpenTelemetry's
+        // HTTP convention records it.
+        let body = body.map(|b| serde_json::to_vec(&b).expect("a JSON value serialises"));
+        if let Some(bytes) = &body {
+            attributes.push(KeyValue::new(
+                "http.request.body.size",
+                i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+            ));
         }
         let span = self
             .tracer
@@ -397,7 +396,9 @@ impl Requester {
         }
         let mut request = self.http.request(method, &url).headers(headers);
         if let Some(body) = body {
-            request = request.json(&body);
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
         }
         let outcome = match request.send().await {
             Ok(response) => {

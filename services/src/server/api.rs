@@ -249,6 +249,11 @@ impl<'a> Call<'a> {
     /// (or with `"name": null`) goes on as NULL, as in the original, so
     /// Postgres decides; anything that is not such an object is a 400.
     fn name_from_body(&self, body: &Bytes) -> Result<Option<String>, String> {
+        // OpenTelemetry's HTTP convention: what arrived, however it parses.
+        self.cx.span().set_attribute(KeyValue::new(
+            "http.request.body.size",
+            i64::try_from(body.len()).unwrap_or(i64::MAX),
+        ));
         let parsed: Result<Json, String> = serde_json::from_slice(body).map_err(|e| e.to_string());
         let name = match parsed {
             Ok(Json::Object(mut fields)) => match fields.remove("name") {
@@ -261,12 +266,10 @@ impl<'a> Call<'a> {
             )),
             Err(err) => Err(format!("request body is not JSON: {err}")),
         };
-        if let Ok(name) = &name {
-            let span = self.cx.span();
-            span.set_attribute(KeyValue::new("mythical.name.received", name.is_some()));
-            if let Some(name) = name {
-                span.set_attribute(KeyValue::new("mythical.name", name.clone()));
-            }
+        if let Ok(Some(name)) = &name {
+            self.cx
+                .span()
+                .set_attribute(KeyValue::new("mythical.name", name.clone()));
         }
         name
     }
