@@ -187,6 +187,18 @@ pub struct Flamebearer {
     pub max_self: i64,
 }
 
+/// The `limit` costliest by self time, then by total, then by name.
+fn ranked(mut all: Vec<FunctionCost>, limit: usize) -> Vec<FunctionCost> {
+    all.sort_by(|a, b| {
+        b.self_value
+            .cmp(&a.self_value)
+            .then(b.total.cmp(&a.total))
+            .then(a.name.cmp(&b.name))
+    });
+    all.truncate(limit);
+    all
+}
+
 impl Flamebearer {
     /// The functions with the most self time: a function's self time sums
     /// over its nodes, its total counts every node (recursion counts
@@ -206,7 +218,7 @@ impl Flamebearer {
             }
         }
         costs.remove("total");
-        let mut all: Vec<FunctionCost> = costs
+        let all = costs
             .into_iter()
             .map(|(name, (self_value, total))| FunctionCost {
                 name: name.to_owned(),
@@ -214,14 +226,7 @@ impl Flamebearer {
                 total,
             })
             .collect();
-        all.sort_by(|a, b| {
-            b.self_value
-                .cmp(&a.self_value)
-                .then(b.total.cmp(&a.total))
-                .then(a.name.cmp(&b.name))
-        });
-        all.truncate(limit);
-        all
+        ranked(all, limit)
     }
 }
 
@@ -325,7 +330,7 @@ impl FlameTree {
 
     /// Functions by self value (then total, then name), at most `limit`.
     pub fn top(&self, limit: usize) -> Vec<FunctionCost> {
-        let mut all: Vec<FunctionCost> = self
+        let all = self
             .functions
             .iter()
             .map(|(&name, &(self_value, total))| FunctionCost {
@@ -334,14 +339,7 @@ impl FlameTree {
                 total,
             })
             .collect();
-        all.sort_by(|a, b| {
-            b.self_value
-                .cmp(&a.self_value)
-                .then(b.total.cmp(&a.total))
-                .then(a.name.cmp(&b.name))
-        });
-        all.truncate(limit);
-        all
+        ranked(all, limit)
     }
 
     fn sorted_children(&self, node: u32) -> Vec<u32> {
