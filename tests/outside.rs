@@ -25,36 +25,6 @@ fn fresh(dir: &std::path::Path, name: &str) -> LabCli {
     lab
 }
 
-fn postgres(lab: &LabCli) -> Value {
-    let status: Value = serde_json::from_str(&lab.ok(&["status", "--json"])).unwrap();
-    status["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "postgres")
-        .cloned()
-        .expect("a native lab has a postgres")
-}
-
-/// Runs `sql` on the lab's Postgres as its owner, outside every service.
-fn psql(lab: &LabCli, sql: &str) -> String {
-    let url = postgres(lab)["endpoints"]["postgres"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let bindir = mythical_storage::binaries::find_bindir().unwrap();
-    let out = Command::new(bindir.join("psql"))
-        .args(["-At", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// The first verdict that names a cause must be `id`, blaming `culprit`.
 fn first_verdict_is(lab: &LabCli, case: &str, id: &str, culprit: &str) -> Value {
     let report = lab
@@ -76,10 +46,7 @@ fn a_schema_changed_by_hand_is_blamed_on_postgres_not_the_server() {
     // A CHECK that refuses every name the requester sends.
     let lab = fresh(dir.path(), "check");
     let down = Down(&lab);
-    psql(
-        &lab,
-        "ALTER TABLE owlbear ADD CONSTRAINT short_names CHECK (length(name) < 3) NOT VALID",
-    );
+    lab.psql("ALTER TABLE owlbear ADD CONSTRAINT short_names CHECK (length(name) < 3) NOT VALID");
     let report = first_verdict_is(&lab, "check", "schema-change", "postgres");
     let summary = report["root_cause"]["summary"].as_str().unwrap();
     assert!(
@@ -111,10 +78,7 @@ fn a_schema_changed_by_hand_is_blamed_on_postgres_not_the_server() {
     // The name column shrunk below the names the requester sends.
     let lab = fresh(dir.path(), "shrink");
     let _down = Down(&lab);
-    psql(
-        &lab,
-        "TRUNCATE unicorn; ALTER TABLE unicorn ALTER COLUMN name TYPE varchar(4)",
-    );
+    lab.psql("TRUNCATE unicorn; ALTER TABLE unicorn ALTER COLUMN name TYPE varchar(4)");
     let report = first_verdict_is(&lab, "shrink", "schema-change", "postgres");
     let summary = report["root_cause"]["summary"].as_str().unwrap();
     assert!(
@@ -141,7 +105,9 @@ fn a_postgres_stopped_by_a_signal_is_the_database_down() {
     let _down = Down(&lab);
     // Postgres leads its own process group (its backends are in it): all
     // of it stops, as a paused machine would, and none of it exits.
-    let pid = postgres(&lab)["pid"].as_i64().expect("postgres has a pid") as i32;
+    let pid = lab.component("postgres")["pid"]
+        .as_i64()
+        .expect("postgres has a pid") as i32;
     let _continue = Continue(pid);
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(-pid, libc::SIGSTOP) }, 0);
@@ -163,7 +129,7 @@ fn another_sessions_lock_is_blamed_on_postgres_and_names_the_session() {
     let dir = tempfile::tempdir().unwrap();
     let lab = fresh(dir.path(), "locked");
     let _down = Down(&lab);
-    let url = postgres(&lab)["endpoints"]["postgres"]
+    let url = lab.component("postgres")["endpoints"]["postgres"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -190,13 +156,8 @@ fn a_server_stopped_by_a_signal_is_blamed_on_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let lab = fresh(dir.path(), "server-stopped");
     let _down = Down(&lab);
-    let status: Value = serde_json::from_str(&lab.ok(&["status", "--json"])).unwrap();
-    let pid = status["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "mythical-server")
-        .and_then(|c| c["pid"].as_i64())
+    let pid = lab.component("mythical-server")["pid"]
+        .as_i64()
         .expect("the server has a pid") as i32;
     let _continue = Continue(pid);
     // SAFETY: a signal to a process group the lab started; no memory.

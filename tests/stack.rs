@@ -111,23 +111,7 @@ fn up_status_down_and_the_beasts_rows_survive() {
     // Data written now survives down and up. (A beast's row could be
     // deleted by the requester's own traffic, so the check uses a table of
     // its own in the same database.)
-    let psql = |sql: &str| -> String {
-        let postgres = status(&state)["components"][0]["endpoints"]["postgres"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let bindir = mythical_storage::binaries::find_bindir().unwrap();
-        let out = Command::new(bindir.join("psql"))
-            .args(["-At", "-d", &postgres, "-c", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let psql = |sql: &str| lab_testkit::LabCli::new(env!("CARGO_BIN_EXE_lab"), &state).psql(sql);
     psql("CREATE TABLE survival (note text); INSERT INTO survival VALUES ('still here')");
     let ports: Vec<u16> = components
         .iter()

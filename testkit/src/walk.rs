@@ -59,6 +59,37 @@ impl LabCli {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A component of `lab status --json` by name.
+    pub fn component(&self, name: &str) -> Value {
+        let status: Value =
+            serde_json::from_str(&self.ok(&["status", "--json"])).expect("status --json is JSON");
+        status["components"]
+            .as_array()
+            .and_then(|list| list.iter().find(|c| c["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("the lab has no {name}: {status:#}"))
+    }
+
+    /// Runs `sql` with psql on the lab's Postgres as its owner, from
+    /// outside every service; answers its unaligned output.
+    pub fn psql(&self, sql: &str) -> String {
+        let url = self.component("postgres")["endpoints"]["postgres"]
+            .as_str()
+            .expect("postgres has an endpoint")
+            .to_owned();
+        let bindir = mythical_storage::binaries::find_bindir().expect("Postgres' binaries");
+        let out = Command::new(bindir.join("psql"))
+            .args(["-At", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Polls `lab diagnose --json --since <since>` until `done` holds;
     /// the last report either way.
     pub fn diagnose_until(

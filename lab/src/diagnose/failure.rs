@@ -32,11 +32,6 @@ const DROP_QUERY: &str = r#"{ span.db.operation.name = "DROP" }"#;
 /// may be much older than the failures it causes.
 const DROP_LOOKBACK_NANOS: i64 = 15 * 60 * 1_000_000_000;
 
-/// Refusals a table's schema makes: a CHECK constraint (23514), a value
-/// longer than the column (22001), and a statement prepared before a
-/// column changed type (0A000, `cached plan must not change result type`).
-const SCHEMA_REFUSALS: [&str; 3] = ["23514", "22001", "0A000"];
-
 /// Everything the chain read, in one value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -102,7 +97,8 @@ fn failure_of(trace_id: &str, spans: &[TraceSpan], log_lines: &[LogLine]) -> Opt
     let table = table.or_else(|| db_span.attribute("db.collection.name").map(str::to_owned));
     // What a schema refuses of an INSERT is in the one column the services
     // write.
-    if SCHEMA_REFUSALS.contains(&sqlstate.as_deref().unwrap_or_default()) && table.is_some() {
+    if rules::SCHEMA_REFUSALS.contains(&sqlstate.as_deref().unwrap_or_default()) && table.is_some()
+    {
         column.get_or_insert_with(|| "name".to_owned());
     }
     let bound = db_span.attribute("db.query.parameter.0").map(str::to_owned);

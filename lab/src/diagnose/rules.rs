@@ -18,6 +18,12 @@ pub struct RootCause {
     pub message: String,
 }
 
+/// Refusals a table's schema makes: a CHECK constraint (23514), a value
+/// longer than the column (22001), and a statement prepared before a
+/// column changed type (0A000, `cached plan must not change result type`).
+/// [`schema_change`] judges them; the snapshot looks their column up.
+pub const SCHEMA_REFUSALS: [&str; 3] = ["23514", "22001", "0A000"];
+
 /// The size of `{}`: a JSON body with no field at all, so no name.
 pub const EMPTY_BODY: u64 = 2;
 
@@ -250,7 +256,6 @@ fn schema_change(failure: &Failure) -> Option<RootCause> {
     let sqlstate = failure.sqlstate.as_deref()?;
     let replanned = sqlstate == "0A000" && failure.message.contains("cached plan must not change");
     let differences = match sqlstate {
-        "23514" | "22001" if schema.column == "name" => schema.name_differences(),
         "0A000" if replanned => {
             let mut differences = schema.name_differences();
             if differences.is_empty() {
@@ -262,6 +267,7 @@ fn schema_change(failure: &Failure) -> Option<RootCause> {
             );
             differences
         }
+        "23514" | "22001" if schema.column == "name" => schema.name_differences(),
         "23502" if schema.column != "name" && !schema.is_nullable && schema.default.is_none() => {
             vec![format!(
                 "{} is NOT NULL with no default, and the services never write it",
