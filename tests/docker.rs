@@ -31,12 +31,15 @@ async fn images() -> &'static (String, String) {
         .await
 }
 
-fn lab(state: &Path, args: &[&str]) -> Output {
+fn cli(state: &Path) -> lab_testkit::LabCli {
     let (mythical, postgres) = IMAGES.get().expect("images built first");
     lab_testkit::LabCli::new(env!("CARGO_BIN_EXE_lab"), state)
         .with_env("MYTHICAL_LAB_IMAGE_MYTHICAL", mythical)
         .with_env("MYTHICAL_LAB_IMAGE_POSTGRES", postgres)
-        .run(args)
+}
+
+fn lab(state: &Path, args: &[&str]) -> Output {
+    cli(state).run(args)
 }
 
 fn ok(out: &Output, what: &str) -> String {
@@ -133,26 +136,17 @@ fn json(out: &Output) -> Value {
     })
 }
 
-/// Polls `lab diagnose --json` until its root cause is `id`.
+/// The first verdict of `lab diagnose --json` that names a cause, as a
+/// learner reads it: it must be `id` (a report still looking is no verdict).
 fn diagnosed(state: &Path, id: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let out = lab(state, &["diagnose", "--json"]);
-        let report = if out.stdout.is_empty() {
-            Value::Null
-        } else {
-            json(&out)
-        };
-        if report["root_cause"]["id"] == id {
-            return report;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {id} diagnosis within {within:?}; last report: {report:#}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    let report = cli(state)
+        .first_verdict(within)
+        .unwrap_or_else(|last| panic!("no verdict within {within:?}; last report: {last:#}"));
+    assert_eq!(
+        report["root_cause"]["id"], id,
+        "the first verdict names another cause: {report:#}"
+    );
+    report
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -236,20 +236,17 @@ fn diagnose(state: &std::path::Path) -> Value {
     })
 }
 
-/// Diagnoses until the root cause is `id`, or fails with the last report.
-fn diagnosed_as(state: &std::path::Path, id: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    loop {
-        let report = diagnose(state);
-        if report["root_cause"]["id"] == id {
-            return report;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never diagnosed as {id}; last report: {report:#}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+/// The first verdict that names a cause over what happened since `began`
+/// (the fault's injection), which must be `id`.
+fn diagnosed_as(state: &std::path::Path, began: std::time::Instant, id: &str) -> Value {
+    let report = lab_testkit::LabCli::new(env!("CARGO_BIN_EXE_lab"), state)
+        .first_verdict_since(began, Duration::from_secs(40))
+        .unwrap_or_else(|last| panic!("no verdict within 40 s; last report: {last:#}"));
+    assert_eq!(
+        report["root_cause"]["id"], id,
+        "the first verdict names another cause: {report:#}"
+    );
+    report
 }
 
 fn assert_not_null(report: &Value) {
@@ -317,18 +314,20 @@ fn the_reference_fault_and_its_twin_are_diagnosed_to_the_right_service() {
     assert_eq!(healthy["status"], "healthy", "{healthy:#}");
     assert!(healthy["root_cause"].is_null());
 
+    let began = std::time::Instant::now();
     let inject = lab(&state, &["fault", "inject", "null-name", "--rate", "1"]);
     assert!(
         inject.status.success(),
         "{}",
         String::from_utf8_lossy(&inject.stderr)
     );
-    let report = diagnosed_as(&state, "null-name");
+    let report = diagnosed_as(&state, began, "null-name");
     assert_eq!(report["status"], "fault");
     assert_eq!(report["root_cause"]["service"], "mythical-server");
     assert_not_null(&report);
 
     assert!(lab(&state, &["fault", "clear"]).status.success());
+    let began = std::time::Instant::now();
     assert!(
         lab(
             &state,
@@ -345,7 +344,7 @@ fn the_reference_fault_and_its_twin_are_diagnosed_to_the_right_service() {
         .status
         .success()
     );
-    let report = diagnosed_as(&state, "missing-name");
+    let report = diagnosed_as(&state, began, "missing-name");
     assert_eq!(report["root_cause"]["service"], "mythical-requester");
     assert_not_null(&report);
 

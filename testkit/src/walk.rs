@@ -120,19 +120,47 @@ impl LabCli {
     /// not a verdict. `Err` carries the last report when none named one
     /// within `within`.
     pub fn first_verdict(&self, within: Duration) -> Result<Value, Value> {
+        self.first_verdict_of(&[], within)
+    }
+
+    /// [`first_verdict`](Self::first_verdict) over only what happened
+    /// since `began`, in whole seconds that never reach before it: a fault
+    /// injected after another is judged without the first one's traces.
+    pub fn first_verdict_since(&self, began: Instant, within: Duration) -> Result<Value, Value> {
         let deadline = Instant::now() + within;
         let mut last = Value::Null;
-        while Instant::now() < deadline {
-            let out = self.run(&["diagnose", "--json"]);
-            if let Ok(report) = serde_json::from_slice::<Value>(&out.stdout) {
-                if report["root_cause"].is_object() {
-                    return Ok(report);
+        loop {
+            let secs = began.elapsed().as_secs();
+            if secs > 0 {
+                let since = format!("{secs}s");
+                match self.first_verdict_of(&["--since", &since], Duration::ZERO) {
+                    Ok(report) => return Ok(report),
+                    Err(report) => last = report,
                 }
-                last = report;
+            }
+            if Instant::now() >= deadline {
+                return Err(last);
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        Err(last)
+    }
+
+    /// One `lab diagnose --json <extra>` at least, then more until one
+    /// names a cause or `within` has passed.
+    fn first_verdict_of(&self, extra: &[&str], within: Duration) -> Result<Value, Value> {
+        let deadline = Instant::now() + within;
+        let args = [&["diagnose", "--json"][..], extra].concat();
+        loop {
+            let out = self.run(&args);
+            let report = serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null);
+            if report["root_cause"].is_object() {
+                return Ok(report);
+            }
+            if Instant::now() >= deadline {
+                return Err(report);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// The scenarios of the catalogue that run on `runtime`.

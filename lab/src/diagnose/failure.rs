@@ -32,6 +32,35 @@ const DROP_QUERY: &str = r#"{ span.db.operation.name = "DROP" }"#;
 /// may be much older than the failures it causes.
 const DROP_LOOKBACK_NANOS: i64 = 15 * 60 * 1_000_000_000;
 
+/// How many failing traces are read for one that is whole: the newest
+/// have often not been exported in full.
+const CANDIDATES: usize = 5;
+
+/// A trace younger than this is read only when no older one is left: each
+/// service exports its spans every half second, on its own clock, so the
+/// requester's half of a trace may come a batch after the server's.
+const EXPORT_NANOS: i64 = 1_000_000_000;
+
+/// How long after its last span ended a trace is as whole as it will get:
+/// the services export every half second, and a span whose parent has not
+/// come by then lost it (an exporter down, a process killed).
+const SETTLE_NANOS: i64 = 3_000_000_000;
+
+/// Whether every span's parent is in the trace, and one span is its root:
+/// a trace judged before its last batch arrived lacks the server span
+/// between the database span and the requester, and reads as a different
+/// fault.
+pub fn whole(spans: &[TraceSpan]) -> bool {
+    let has = |id: &str| spans.iter().any(|s| s.id == id);
+    spans.iter().any(|s| s.parent.is_empty())
+        && spans.iter().all(|s| s.parent.is_empty() || has(&s.parent))
+}
+
+/// Whether no more of the trace is coming, at `now`.
+fn settled(spans: &[TraceSpan], now: i64) -> bool {
+    spans.iter().map(|s| s.end).max().unwrap_or(0) + SETTLE_NANOS <= now
+}
+
 /// Everything the chain read, in one value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -42,7 +71,15 @@ pub struct Snapshot {
     /// Traces with a failing database span: (id, start in Unix
     /// nanoseconds), newest first.
     pub failing_traces: Vec<(String, i64)>,
-    /// Every span of the newest of them.
+    /// The failing trace judged: the newest whole one (see [`whole`]), or
+    /// the newest settled one when none is whole. `None` in a snapshot
+    /// taken before this was kept: the newest.
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    /// When the snapshot was taken, in Unix nanoseconds (0: not kept).
+    #[serde(default)]
+    pub taken_at: i64,
+    /// Every span of the trace judged.
     pub spans: Vec<TraceSpan>,
     /// For a missing table: the traced DROPs of the last 15 minutes.
     pub drops: Option<Drops>,
@@ -157,6 +194,8 @@ pub async fn gather(
         lookback_secs,
         failing_beasts,
         failing_traces,
+        trace_id: None,
+        taken_at: lab_backend::params::now_nanos(),
         spans: Vec::new(),
         drops: None,
         by_version: None,
@@ -164,10 +203,34 @@ pub async fn gather(
         log_lines: Vec::new(),
         schema: None,
     };
-    let Some(trace_id) = snapshot.failing_traces.first().map(|t| t.0.clone()) else {
+    // The newest whole trace, those a batch old first; else the newest
+    // that will not grow; else the newest, which the judge will call too
+    // early to tell.
+    let now = snapshot.taken_at;
+    let mut chosen: Option<(String, Vec<TraceSpan>)> = None;
+    let (older, younger): (Vec<_>, Vec<_>) = snapshot
+        .failing_traces
+        .iter()
+        .partition(|(_, start)| *start + EXPORT_NANOS <= now);
+    for (id, _) in older.into_iter().chain(younger).take(CANDIDATES) {
+        let spans = client.trace(id).await?.spans();
+        let is_whole = whole(&spans);
+        let better = match &chosen {
+            None => true,
+            Some((_, kept)) => !settled(kept, now) && settled(&spans, now),
+        };
+        if is_whole || better {
+            chosen = Some((id.clone(), spans));
+        }
+        if is_whole {
+            break;
+        }
+    }
+    let Some((trace_id, spans)) = chosen else {
         return Ok(snapshot);
     };
-    snapshot.spans = client.trace(&trace_id).await?.spans();
+    snapshot.trace_id = Some(trace_id.clone());
+    snapshot.spans = spans;
     let Some(failure) = failure_of(&trace_id, &snapshot.spans, &[]) else {
         return Ok(snapshot);
     };
@@ -299,9 +362,10 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
         root_cause: None,
         evidence,
     };
-    let Some((trace_id, _)) = snapshot.failing_traces.first() else {
+    let Some((newest, _)) = snapshot.failing_traces.first() else {
         return unexplained(evidence);
     };
+    let trace_id = snapshot.trace_id.as_ref().unwrap_or(newest);
     let since = snapshot
         .failing_traces
         .iter()
@@ -312,11 +376,33 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
         signal: "traces",
         query: FAILING_QUERY.into(),
         finding: format!(
-            "{} traces with a failing database span in the last minute, the first at {since} UTC; newest {trace_id}",
-            snapshot.failing_traces.len()
+            "{} traces with a failing database span in the last minute, the first at {since} UTC; newest {newest}{}",
+            snapshot.failing_traces.len(),
+            if trace_id == newest {
+                String::new()
+            } else {
+                format!(", the newest whole one {trace_id}")
+            }
         ),
         trace_id: Some(trace_id.clone()),
     });
+    // Half a trace reads as another fault (no server span: no name
+    // received); it is judged once whole, or once no more of it can come.
+    if snapshot.taken_at != 0
+        && !whole(&snapshot.spans)
+        && !settled(&snapshot.spans, snapshot.taken_at)
+    {
+        evidence.push(Evidence {
+            signal: "traces",
+            query: format!("trace {trace_id}"),
+            finding: format!(
+                "{} spans of the trace so far, not all their parents yet: too early to tell",
+                snapshot.spans.len()
+            ),
+            trace_id: Some(trace_id.clone()),
+        });
+        return unexplained(evidence);
+    }
     let Some(mut failure) = failure_of(trace_id, &snapshot.spans, &snapshot.log_lines) else {
         return unexplained(evidence);
     };
@@ -537,6 +623,44 @@ mod tests {
             }
             assert_eq!(judge(&snapshot), verdict, "{name}: judging twice differs");
         }
+    }
+
+    #[test]
+    fn half_a_trace_is_too_early_to_tell_until_no_more_of_it_can_come() {
+        let full = snapshot("null-name", FIXTURES[0].1);
+        assert!(whole(&full.spans), "the captured trace is whole");
+        // The batch with the server span has not arrived: the database
+        // span's parent is missing, and with it the name the server read.
+        let mut half = full.clone();
+        let db = half
+            .spans
+            .iter()
+            .find(|s| s.attribute("db.response.status_code").is_some())
+            .unwrap()
+            .parent
+            .clone();
+        half.spans.retain(|s| s.id != db);
+        assert!(!whole(&half.spans));
+        let last_end = half.spans.iter().map(|s| s.end).max().unwrap();
+        half.taken_at = last_end + 1_000_000_000;
+        let verdict = judge(&half);
+        assert_eq!(verdict.status, "fault");
+        assert_eq!(verdict.root_cause, None, "{verdict:#?}");
+        assert!(
+            verdict
+                .evidence
+                .iter()
+                .any(|e| e.finding.contains("too early to tell")),
+            "{verdict:#?}"
+        );
+        // Long after, the server span is lost, not late: judged as it is.
+        half.taken_at = last_end + SETTLE_NANOS;
+        assert!(judge(&half).root_cause.is_some());
+        // The whole trace, judged at once, is named.
+        let mut fresh = full;
+        fresh.taken_at = last_end + 1;
+        let cause = judge(&fresh).root_cause.unwrap();
+        assert_eq!(cause.id, "null-name");
     }
 
     #[test]
