@@ -316,6 +316,21 @@ pub fn in_dependency_order(plan: Vec<Component>) -> Vec<Component> {
     ordered
 }
 
+/// A kind is written as its name.
+impl serde::Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Kind, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Kind::named(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("no component is named {name:?}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,9 +3,7 @@
 //! (the failing traces, the newest one's spans, what its error calls for:
 //! the traced DROPs, the failures by version, the pool's sessions, the
 //! column in the catalogue, the trace's log lines) and [`judge`], a pure
-//! function, turns that snapshot into the verdict and its evidence. A
-//! snapshot is plain data: `LAB_EVIDENCE_DIR` keeps each one judged, so a
-//! live lab's can be committed as a fixture and judged again offline.
+//! function, turns that snapshot into the verdict and its evidence.
 
 use anyhow::Result;
 use mythical_storage::catalogue::ColumnInfo;
@@ -92,6 +90,63 @@ pub struct Snapshot {
     pub log_lines: Vec<LogLine>,
     /// The failing column as the catalogue describes it now.
     pub schema: Option<ColumnInfo>,
+    /// For a repeated name: how full the table is and how often its POSTs
+    /// fail, to tell a requester repeating names from chance.
+    #[serde(default)]
+    pub collisions: Option<Collisions>,
+}
+
+/// A table's rows against the names the requester can draw, and its POSTs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Collisions {
+    pub table: String,
+    pub rows: i64,
+    /// POSTs per second to its beast over the last minute, and how many
+    /// of them failed; `None` before the scrapes show them.
+    pub posts: Option<(f64, f64)>,
+}
+
+impl Collisions {
+    /// The share of new names that are already in the table by chance.
+    pub fn chance(&self) -> f64 {
+        self.rows as f64 / mythical_services::requester::NAME_SPACE as f64
+    }
+
+    /// The share of POSTs that failed, when known.
+    pub fn failing(&self) -> Option<f64> {
+        let (all, failed) = self.posts?;
+        (all > 0.0).then(|| failed / all)
+    }
+}
+
+/// A repeat that chance explains fails this much more often at most.
+const CHANCE_MARGIN: f64 = 2.0;
+/// Below this chance, a repeat is the requester's, even before the
+/// scrapes show how often POSTs fail.
+const NEGLIGIBLE_CHANCE: f64 = 0.01;
+
+/// POSTs to one beast by status over the last minute (`<beast>`).
+const POSTS_QUERY: &str =
+    r#"sum by (status) (rate(mythical_request_times_count{beast="<beast>", method="POST"}[1m]))"#;
+
+impl Snapshot {
+    /// Nothing read yet.
+    pub fn empty(lookback_secs: u64, taken_at: i64) -> Snapshot {
+        Snapshot {
+            lookback_secs,
+            failing_beasts: Vec::new(),
+            failing_traces: Vec::new(),
+            trace_id: None,
+            taken_at,
+            spans: Vec::new(),
+            drops: None,
+            by_version: None,
+            pool: None,
+            log_lines: Vec::new(),
+            schema: None,
+            collisions: None,
+        }
+    }
 }
 
 /// One log line and the service that wrote it.
@@ -191,17 +246,9 @@ pub async fn gather(
     failing_traces: Vec<(String, i64)>,
 ) -> Result<Snapshot> {
     let mut snapshot = Snapshot {
-        lookback_secs,
         failing_beasts,
         failing_traces,
-        trace_id: None,
-        taken_at: lab_backend::params::now_nanos(),
-        spans: Vec::new(),
-        drops: None,
-        by_version: None,
-        pool: None,
-        log_lines: Vec::new(),
-        schema: None,
+        ..Snapshot::empty(lookback_secs, lab_backend::params::now_nanos())
     };
     // The newest whole trace, those a batch old first; else the newest
     // that will not grow; else the newest, which the judge will call too
@@ -268,6 +315,45 @@ pub async fn gather(
             }
             snapshot.by_version = Some((counts[0], counts[1]));
         }
+        Some("23505") => {
+            // Only a beast's own table is counted: its name is then safe
+            // to write into the statement.
+            let beast = failure
+                .table
+                .as_deref()
+                .and_then(|t| t.parse::<mythical_storage::Beast>().ok());
+            if let (Some(port), Some(beast)) = (postgres_port, beast) {
+                let table = beast.to_string();
+                let store =
+                    crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
+                let rows = mythical_storage::catalogue::read_only_query(
+                    store.pool(),
+                    &format!("SELECT count(*) FROM {table}"),
+                )
+                .await
+                .ok()
+                .and_then(|rows| rows.rows.first()?.first()?.parse::<i64>().ok());
+                store.pool().close().await;
+                let query = POSTS_QUERY.replace("<beast>", &table);
+                let by_status = client.promql_instant(&query, window.end).await?;
+                let rate = |failed: bool| {
+                    by_status
+                        .series()
+                        .iter()
+                        .filter(|s| {
+                            s.labels.get("status").is_some_and(|c| c.starts_with('5')) == failed
+                        })
+                        .filter_map(|s| s.newest()?.number())
+                        .sum::<f64>()
+                };
+                let (ok, failed) = (rate(false), rate(true));
+                snapshot.collisions = rows.map(|rows| Collisions {
+                    table,
+                    rows,
+                    posts: (ok + failed > 0.0).then_some((ok + failed, failed)),
+                });
+            }
+        }
         Some("unavailable") => {
             if let Some(port) = postgres_port {
                 let store =
@@ -318,28 +404,6 @@ fn log_query(trace_id: &str) -> String {
     format!(r#"{{service_name=~"mythical-.*"}} |= "{trace_id}" | logfmt | status="FAILURE""#)
 }
 
-/// Keeps the snapshot in `LAB_EVIDENCE_DIR`, when set, as
-/// `<verdict>-<unix nanos>.json`: how fixtures are captured from a live
-/// lab. A folder that cannot be written is said on stderr and skipped.
-pub fn keep(snapshot: &Snapshot, verdict: &Diagnosis) {
-    let Some(dir) = std::env::var_os("LAB_EVIDENCE_DIR") else {
-        return;
-    };
-    let name = verdict
-        .root_cause
-        .as_ref()
-        .map_or(verdict.status, |c| c.id.as_str());
-    let path = std::path::Path::new(&dir)
-        .join(format!("{name}-{}.json", lab_backend::params::now_nanos()));
-    let written = std::fs::create_dir_all(&dir).and_then(|()| {
-        let text = serde_json::to_string_pretty(snapshot).map_err(std::io::Error::other)?;
-        std::fs::write(&path, text)
-    });
-    if let Err(e) = written {
-        eprintln!("LAB_EVIDENCE_DIR: cannot write {}: {e}", path.display());
-    }
-}
-
 /// The verdict on a snapshot, with every piece of evidence it rests on.
 pub fn judge(snapshot: &Snapshot) -> Diagnosis {
     let mut evidence = vec![Evidence {
@@ -361,6 +425,7 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
         status: "fault",
         root_cause: None,
         evidence,
+        rejected: Vec::new(),
     };
     let Some((newest, _)) = snapshot.failing_traces.first() else {
         return unexplained(evidence);
@@ -503,6 +568,50 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
             trace_id: None,
         });
     }
+    // A table that holds many of the names the requester can draw refuses
+    // some new ones by chance: that is the system working, not a fault.
+    if let Some(c) = &snapshot.collisions
+        && failure.sqlstate.as_deref() == Some("23505")
+    {
+        let chance = c.chance();
+        let failing = c.failing();
+        evidence.push(Evidence {
+            signal: "database",
+            query: format!("SELECT count(*) FROM {}", c.table),
+            finding: format!(
+                "{} holds {} of the {} names the requester draws from: {:.1}% of new names are taken by chance; {}",
+                c.table,
+                c.rows,
+                mythical_services::requester::NAME_SPACE,
+                chance * 100.0,
+                failing.map_or("its POSTs' outcomes are not scraped yet".into(), |f| format!(
+                    "{:.1}% of its POSTs failed in the last minute",
+                    f * 100.0
+                ))
+            ),
+            trace_id: None,
+        });
+        match failing {
+            Some(f) if f <= CHANCE_MARGIN * chance => {
+                return Diagnosis {
+                    status: "healthy",
+                    root_cause: None,
+                    evidence,
+                    rejected: vec![super::Rejected {
+                        id: "duplicate-name".into(),
+                        why: format!(
+                            "{:.1}% of the POSTs to {} failed, as chance predicts with {:.1}% of names taken",
+                            f * 100.0,
+                            c.table,
+                            chance * 100.0
+                        ),
+                    }],
+                };
+            }
+            None if chance >= NEGLIGIBLE_CHANCE => return unexplained(evidence),
+            _ => {}
+        }
+    }
     // A cause the evidence cannot tell apart from another yet is not
     // named: the learner reads "still looking", never a guess.
     if let Some(why) = rules::undecided(&failure) {
@@ -518,11 +627,12 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
         status: "fault",
         root_cause: rules::explain(&failure),
         evidence,
+        rejected: Vec::new(),
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Snapshots captured from live native labs (`LAB_EVIDENCE_DIR`), one
@@ -530,7 +640,7 @@ mod tests {
     /// The verdict's (id, culprit), `None` for "still looking".
     type Expected = Option<(&'static str, &'static str)>;
 
-    const FIXTURES: &[(&str, &str, Expected)] = &[
+    pub const FIXTURES: &[(&str, &str, Expected)] = &[
         (
             "null-name",
             include_str!("../../../tests/fixtures/evidence/null-name.json"),

@@ -1,18 +1,24 @@
-//! `lab diagnose`: from the telemetry and the database alone, as an
-//! engineer would — error rate (PromQL) → failing traces (TraceQL) → the
-//! deepest failing span → its log lines (LogQL) → what Postgres' catalogue
-//! says → a root cause from [`rules`].
+//! `lab diagnose`: from the telemetry, the runtime and the database
+//! alone, as an engineer would. [`gather`] reads one evidence
+//! [`Snapshot`] (the components' conditions, the failing and the slow
+//! calls, the error rates, the failing trace's spans and log lines, the
+//! profiles, Postgres' catalogue and sessions); [`judge`], a pure
+//! function, runs the detectors over it in rank order: a component down,
+//! the network, the failing-request chain and its [`rules`], then the
+//! faults that fail nothing. Each detector ranked above the verdict says
+//! why it was not the cause. `LAB_EVIDENCE_DIR` keeps each snapshot
+//! judged, so a live lab's can be committed and judged again offline.
 
 mod failure;
+mod infrastructure;
 mod network;
 mod quiet;
 mod rules;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::Kind;
-use crate::query::answer::TraceSpan;
 use crate::query::{QueryClient, Window};
 use crate::runtime::Condition;
 use crate::state::LabState;
@@ -35,6 +41,17 @@ pub struct Diagnosis {
     pub status: &'static str,
     pub root_cause: Option<RootCause>,
     pub evidence: Vec<Evidence>,
+    /// The causes ranked above the verdict (all of them, when none is
+    /// named), each with why the evidence rules it out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Rejected>,
+}
+
+/// A cause the evidence rules out, and why.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Rejected {
+    pub id: String,
+    pub why: String,
 }
 
 /// What the deepest failing span, its parents and the database showed.
@@ -93,187 +110,10 @@ pub const LOOKBACK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One component's health as the runtime reports it, in the plan's
 /// dependency order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComponentHealth {
     pub kind: Kind,
     pub health: Condition,
-}
-
-/// The newest trace matching `query`, and the message of its failing span
-/// (the deepest one that has a message).
-async fn newest_failure(
-    client: &QueryClient,
-    query: &str,
-    window: Window,
-) -> Result<Option<(String, String, usize)>> {
-    let found = client.traceql(query, window, 100).await?;
-    let count = found.traces.len();
-    let Some(trace_id) = found.traces.first().map(|t| t.trace_id.clone()) else {
-        return Ok(None);
-    };
-    let spans = client.trace(&trace_id).await?.spans();
-    let failing: Vec<&TraceSpan> = spans
-        .iter()
-        .filter(|s| s.error_message().is_some())
-        .collect();
-    // The deepest failure tells most: a database span's, then the server's,
-    // then whatever failed.
-    let message = failing
-        .iter()
-        .find(|s| s.attribute("db.response.status_code").is_some())
-        .or_else(|| failing.iter().find(|s| s.service == Kind::Server.name()))
-        .or_else(|| failing.first())
-        .and_then(|s| s.error_message())
-        .unwrap_or_default()
-        .to_owned();
-    Ok(Some((trace_id, message, count)))
-}
-
-/// When a component the services need is down, that is the cause: its
-/// state from the runtime, and what the telemetry shows of it.
-async fn infrastructure(
-    client: &QueryClient,
-    postgres_port: Option<u16>,
-    components: &[ComponentHealth],
-    window: Window,
-) -> Result<Option<Diagnosis>> {
-    // A service that runs but fails its health check is a symptom (of its
-    // database, its pool…), not the cause; a Postgres that does not answer
-    // is the cause whatever its process does.
-    let Some(down) = components.iter().find(|c| match c.kind {
-        Kind::Postgres => c.health != Condition::Healthy,
-        kind if kind.is_service() => c.health.is_out(),
-        _ => false,
-    }) else {
-        return Ok(None);
-    };
-    let mut evidence = vec![Evidence {
-        signal: "runtime",
-        query: "lab status".into(),
-        finding: format!(
-            "{} is {}; {}",
-            down.kind.name(),
-            down.health,
-            components
-                .iter()
-                .map(|c| format!("{} {}", c.kind.name(), c.health))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        trace_id: None,
-    }];
-    let (trace_query, culprit, id) = match down.kind {
-        Kind::Postgres => (
-            "{ status = error && span.db.operation.name != nil }".to_owned(),
-            Kind::Postgres,
-            "db-down",
-        ),
-        Kind::Server => (
-            r#"{ status = error && resource.service.name = "mythical-requester" }"#.to_owned(),
-            Kind::Server,
-            "service-crash",
-        ),
-        _ => (String::new(), Kind::Requester, "service-crash"),
-    };
-    let mut message = String::new();
-    if !trace_query.is_empty() {
-        match newest_failure(client, &trace_query, window).await? {
-            Some((trace_id, failure, count)) => {
-                evidence.push(Evidence {
-                    signal: "traces",
-                    query: trace_query,
-                    finding: format!(
-                        "{count} failing traces in the last minute; newest {trace_id}: {failure}"
-                    ),
-                    trace_id: Some(trace_id.clone()),
-                });
-                let log_query = format!(r#"{{service_name=~"mythical-.*"}} |= "{trace_id}""#);
-                let logs = client.logql(&log_query, window, 10, 60).await?;
-                let line = logs.lines().next().map(|(_, line)| line.text.clone());
-                evidence.push(Evidence {
-                    signal: "logs",
-                    query: log_query,
-                    finding: line.unwrap_or_else(|| "no log line for the trace yet".into()),
-                    trace_id: Some(trace_id),
-                });
-                message = failure;
-            }
-            None => evidence.push(Evidence {
-                signal: "traces",
-                query: trace_query,
-                finding: "no failing trace yet in the last minute".into(),
-                trace_id: None,
-            }),
-        }
-    } else {
-        let rate_query = "sum(rate(mythical_request_times_count[1m]))";
-        let rate = client
-            .promql_instant(rate_query, lab_backend::params::now_nanos())
-            .await?;
-        evidence.push(Evidence {
-            signal: "metrics",
-            query: rate_query.into(),
-            finding: format!(
-                "requests per second now: {}",
-                rate.first_value()
-                    .map_or_else(|| "none".to_owned(), |r| r.to_string())
-            ),
-            trace_id: None,
-        });
-    }
-    if down.kind == Kind::Postgres
-        && let Some(port) = postgres_port
-    {
-        let store = crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
-        let probe = store.ping().await;
-        store.pool().close().await;
-        evidence.push(Evidence {
-            signal: "database",
-            query: "SELECT 1".into(),
-            finding: match &probe {
-                Ok(()) => format!("Postgres at 127.0.0.1:{port} answers again"),
-                Err(e) => format!("Postgres at 127.0.0.1:{port} does not answer: {e}"),
-            },
-            trace_id: None,
-        });
-        if message.is_empty()
-            && let Err(e) = probe
-        {
-            message = e.to_string();
-        }
-    }
-    let summary = match id {
-        "db-down" => format!(
-            "Postgres is {}: every query of mythical-server fails before reaching a table",
-            down.health
-        ),
-        _ => format!(
-            "{} is {}: {}",
-            culprit.name(),
-            down.health,
-            if culprit == Kind::Server && down.health == Condition::Paused {
-                "it takes the requester's calls and answers none"
-            } else if culprit == Kind::Server {
-                "the requester's calls are refused"
-            } else {
-                "no traffic is sent"
-            }
-        ),
-    };
-    Ok(Some(Diagnosis {
-        status: "fault",
-        root_cause: Some(RootCause {
-            id: id.into(),
-            service: culprit.name().into(),
-            summary,
-            message: if message.is_empty() {
-                format!("{} is {}", down.kind.name(), down.health)
-            } else {
-                message
-            },
-        }),
-        evidence,
-    }))
 }
 
 /// Runs the whole chain on a running lab: its components' conditions now,
@@ -298,29 +138,69 @@ pub async fn diagnose_lab(
     diagnose(client, lab.postgres_port(), &components, lookback).await
 }
 
-/// Runs the whole chain against the lab's backend and Postgres.
-pub async fn diagnose(
+/// Everything one diagnosis read, in one value: what [`judge`] decides on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// When it was taken, in Unix nanoseconds.
+    pub taken_at: i64,
+    pub lookback_secs: u64,
+    /// The runtime's view of each component.
+    pub components: Vec<ComponentHealth>,
+    /// What a component down does to the rest; `None` when all are up
+    /// (and then nothing else is read).
+    pub infrastructure: Option<infrastructure::Snapshot>,
+    #[serde(default)]
+    pub network: network::Snapshot,
+    /// The share of requests that failed in the last minute.
+    #[serde(default)]
+    pub failing_share: f64,
+    /// The 5xx rates and failing traces, and, when they are more than the
+    /// background, the newest whole one and what its error calls for.
+    pub failure: failure::Snapshot,
+    /// What the faults that fail nothing show, when requests do not fail
+    /// (or hardly).
+    pub quiet: Option<quiet::Snapshot>,
+}
+
+/// The share of failing requests over the last minute.
+const SHARE_QUERY: &str = r#"sum(rate(mythical_request_times_count{status=~"5.."}[1m])) / sum(rate(mythical_request_times_count[1m]))"#;
+
+/// The original's names repeat now and then, and the unique constraint
+/// refuses a repeat: a trickle of errors is the system's background, not
+/// a fault.
+fn background(failing_traces: usize, share: f64) -> bool {
+    failing_traces < BACKGROUND_TRACES && share < BACKGROUND_SHARE
+}
+
+/// Reads the snapshot: what the components' conditions call for, the
+/// network's signs, the rates and the failing traces, then the failing
+/// chain or the quiet faults' signs, whichever the failures call for.
+pub async fn gather(
     client: &QueryClient,
     postgres_port: Option<u16>,
     components: &[ComponentHealth],
     lookback: std::time::Duration,
-) -> Result<Diagnosis> {
+) -> Result<Snapshot> {
     let now = lab_backend::params::now_nanos();
     let window = Window {
         start: now - lookback.as_nanos() as i64,
         end: now + 1_000_000_000,
     };
-    if let Some(diagnosis) = infrastructure(client, postgres_port, components, window).await? {
-        return Ok(diagnosis);
+    let mut snapshot = Snapshot {
+        taken_at: now,
+        lookback_secs: lookback.as_secs(),
+        components: components.to_vec(),
+        infrastructure: infrastructure::gather(client, postgres_port, components, window).await?,
+        network: network::Snapshot::default(),
+        failing_share: 0.0,
+        failure: failure::Snapshot::empty(lookback.as_secs(), now),
+        quiet: None,
+    };
+    if snapshot.infrastructure.is_some() {
+        return Ok(snapshot);
     }
-    if let Some(diagnosis) = network::find(client, postgres_port, window).await? {
-        return Ok(diagnosis);
-    }
-    let mut evidence = Vec::new();
-
-    // 1. Metrics: where do the 5xx come from?
-    let rate_query = failure::RATE_QUERY;
-    let rates = client.promql_instant(rate_query, now).await?;
+    snapshot.network = network::gather(client, postgres_port, window).await?;
+    let rates = client.promql_instant(failure::RATE_QUERY, now).await?;
     let mut failing_beasts: Vec<(String, f64)> = rates
         .series()
         .iter()
@@ -333,94 +213,343 @@ pub async fn diagnose(
         })
         .collect();
     failing_beasts.sort_by(|a, b| b.1.total_cmp(&a.1));
-
-    // 2. Traces: the newest failing database span.
-    let trace_query = failure::FAILING_QUERY;
-    let found = client.traceql(trace_query, window, 500).await?;
-    let trace_id = found.traces.first().map(|t| t.trace_id.clone());
-    let failing_traces = found.traces.len();
-
-    // The original's names repeat now and then, and the unique constraint
-    // refuses a repeat: a trickle of errors is the system's background, not
-    // a fault.
-    let share_query = r#"sum(rate(mythical_request_times_count{status=~"5.."}[1m])) / sum(rate(mythical_request_times_count[1m]))"#;
-    let share = client
-        .promql_instant(share_query, now)
-        .await?
-        .first_value()
-        .filter(|v| v.is_finite())
-        .unwrap_or(0.0);
-    if trace_id.is_some() && share < BACKGROUND_SHARE && failing_traces < BACKGROUND_TRACES {
-        // A fault that fails nothing still shows under the background.
-        if let Some(diagnosis) = quiet::find(client, postgres_port, window).await? {
-            return Ok(diagnosis);
-        }
-        evidence.push(Evidence {
-            signal: "metrics",
-            query: share_query.into(),
-            finding: format!(
-                "{:.1}% of requests failed in the last minute ({failing_traces} failing traces): below the {:.0}% a fault shows, the background of repeated names",
-                share * 100.0,
-                BACKGROUND_SHARE * 100.0
-            ),
-            trace_id: None,
-        });
-        return Ok(Diagnosis {
-            status: "healthy",
-            root_cause: None,
-            evidence,
-        });
-    }
-
-    // No failing trace in the window: whatever the 2-minute rates still
-    // show has stopped; what is left are faults that fail nothing.
-    if trace_id.is_none()
-        && let Some(diagnosis) = quiet::find(client, postgres_port, window).await?
-    {
-        return Ok(diagnosis);
-    }
-    if trace_id.is_none() {
-        evidence.push(Evidence {
-            signal: "metrics",
-            query: rate_query.into(),
-            finding: if failing_beasts.is_empty() {
-                "no 5xx responses in the last 2 minutes".into()
-            } else {
-                "5xx responses earlier in the last 2 minutes, none since the window began".into()
-            },
-            trace_id: None,
-        });
-        evidence.push(Evidence {
-            signal: "traces",
-            query: trace_query.into(),
-            finding: format!(
-                "no failing database span in the last {} s",
-                lookback.as_secs()
-            ),
-            trace_id: None,
-        });
-        return Ok(Diagnosis {
-            status: "healthy",
-            root_cause: None,
-            evidence,
-        });
-    }
-    // 3. The newest failing trace and what its error calls for, judged.
-    let failing = found
+    let found = client.traceql(failure::FAILING_QUERY, window, 500).await?;
+    let failing_traces: Vec<(String, i64)> = found
         .traces
         .iter()
         .map(|t| (t.trace_id.clone(), t.start_time_unix_nano))
         .collect();
-    let snapshot = failure::gather(
-        client,
-        postgres_port,
-        window,
-        lookback.as_secs(),
-        failing_beasts,
-        failing,
-    )
-    .await?;
-    let verdict = failure::judge(&snapshot);
-    failure::keep(&snapshot, &verdict);
+    snapshot.failing_share = client
+        .promql_instant(SHARE_QUERY, now)
+        .await?
+        .first_value()
+        .filter(|v| v.is_finite())
+        .unwrap_or(0.0);
+    // Hardly any request fails: the faults that fail nothing may be what
+    // is wrong, whatever the few failures turn out to be.
+    if snapshot.failing_share < BACKGROUND_SHARE {
+        snapshot.quiet = Some(quiet::gather(client, postgres_port, window, now).await?);
+    }
+    if failing_traces.is_empty() || background(failing_traces.len(), snapshot.failing_share) {
+        snapshot.failure.failing_beasts = failing_beasts;
+        snapshot.failure.failing_traces = failing_traces;
+        if snapshot.quiet.is_none() {
+            snapshot.quiet = Some(quiet::gather(client, postgres_port, window, now).await?);
+        }
+    } else {
+        snapshot.failure = failure::gather(
+            client,
+            postgres_port,
+            window,
+            lookback.as_secs(),
+            failing_beasts,
+            failing_traces,
+        )
+        .await?;
+    }
+    Ok(snapshot)
+}
+
+/// The verdict on a snapshot: the first detector, in rank order, that
+/// names a cause, with the evidence it rests on and why each one ranked
+/// above it does not apply.
+pub fn judge(snapshot: &Snapshot) -> Diagnosis {
+    let mut rejected = Vec::new();
+    if let Some(down) = &snapshot.infrastructure {
+        return infrastructure::judge(down, &snapshot.components);
+    }
+    rejected.push(infrastructure::rejected(&snapshot.components));
+    let with_rejected = |mut diagnosis: Diagnosis, mut rejected: Vec<Rejected>| {
+        rejected.append(&mut diagnosis.rejected);
+        diagnosis.rejected = rejected;
+        diagnosis
+    };
+    if let Some(found) = network::judge(&snapshot.network, &mut rejected) {
+        return with_rejected(found, rejected);
+    }
+    let failing = &snapshot.failure.failing_traces;
+    let share = snapshot.failing_share;
+    // What the failing chain finds chance (names taken by chance) leaves
+    // the quiet faults to judge.
+    let mut chance = None;
+    if !failing.is_empty() && !background(failing.len(), share) {
+        let verdict = failure::judge(&snapshot.failure);
+        if verdict.status != "healthy" {
+            return with_rejected(verdict, rejected);
+        }
+        rejected.extend(verdict.rejected);
+        chance = Some(verdict.evidence);
+    }
+    // Requests do not fail, or hardly: what is left are the faults that
+    // fail nothing.
+    if let Some(found) = snapshot
+        .quiet
+        .as_ref()
+        .and_then(|quiet| quiet::judge(quiet, &mut rejected))
+    {
+        return with_rejected(found, rejected);
+    }
+    let evidence = if let Some(evidence) = chance {
+        evidence
+    } else if failing.is_empty() {
+        vec![
+            Evidence {
+                signal: "metrics",
+                query: failure::RATE_QUERY.into(),
+                finding: if snapshot.failure.failing_beasts.is_empty() {
+                    "no 5xx responses in the last 2 minutes".into()
+                } else {
+                    "5xx responses earlier in the last 2 minutes, none since the window began"
+                        .into()
+                },
+                trace_id: None,
+            },
+            Evidence {
+                signal: "traces",
+                query: failure::FAILING_QUERY.into(),
+                finding: format!(
+                    "no failing database span in the last {} s",
+                    snapshot.lookback_secs
+                ),
+                trace_id: None,
+            },
+        ]
+    } else {
+        vec![Evidence {
+            signal: "metrics",
+            query: SHARE_QUERY.into(),
+            finding: format!(
+                "{:.1}% of requests failed in the last minute ({} failing traces): below the {:.0}% a fault shows, the background of repeated names",
+                share * 100.0,
+                failing.len(),
+                BACKGROUND_SHARE * 100.0
+            ),
+            trace_id: None,
+        }]
+    };
+    Diagnosis {
+        status: "healthy",
+        root_cause: None,
+        evidence,
+        rejected,
+    }
+}
+
+/// Runs the whole chain against the lab's backend and Postgres: gathers,
+/// judges, and keeps the snapshot when asked to.
+pub async fn diagnose(
+    client: &QueryClient,
+    postgres_port: Option<u16>,
+    components: &[ComponentHealth],
+    lookback: std::time::Duration,
+) -> Result<Diagnosis> {
+    let snapshot = gather(client, postgres_port, components, lookback).await?;
+    let verdict = judge(&snapshot);
+    keep(&snapshot, &verdict);
     Ok(verdict)
+}
+
+/// Keeps the snapshot in `LAB_EVIDENCE_DIR`, when set, as
+/// `<verdict>-<unix nanos>.json`: how fixtures are captured from a live
+/// lab. A folder that cannot be written is said on stderr and skipped.
+fn keep(snapshot: &Snapshot, verdict: &Diagnosis) {
+    let Some(dir) = std::env::var_os("LAB_EVIDENCE_DIR") else {
+        return;
+    };
+    let name = verdict
+        .root_cause
+        .as_ref()
+        .map_or(verdict.status, |c| c.id.as_str());
+    let path = std::path::Path::new(&dir).join(format!("{name}-{}.json", snapshot.taken_at));
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        let text = serde_json::to_string_pretty(snapshot).map_err(std::io::Error::other)?;
+        std::fs::write(&path, text)
+    });
+    if let Err(e) = written {
+        eprintln!("LAB_EVIDENCE_DIR: cannot write {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whole snapshots captured from live native labs (`LAB_EVIDENCE_DIR`)
+    /// at the first verdict that named a cause after each scenario
+    /// started, and from healthy labs: (name, snapshot, the verdict's id
+    /// and culprit, `None` for healthy).
+    /// The verdict's (id, culprit); `None`: healthy.
+    type Expected = Option<(&'static str, &'static str)>;
+
+    const FIXTURES: &[(&str, &str, Expected)] = &[
+        (
+            "healthy",
+            include_str!("../../../tests/fixtures/diagnosis/healthy.json"),
+            None,
+        ),
+        (
+            // Hours of traffic: the beast that is never deleted holds
+            // tens of thousands of names, so new ones collide now and then.
+            "healthy-after-hours",
+            include_str!("../../../tests/fixtures/diagnosis/healthy-after-hours.json"),
+            None,
+        ),
+        (
+            "null-name",
+            include_str!("../../../tests/fixtures/diagnosis/null-name.json"),
+            Some(("null-name", "mythical-server")),
+        ),
+        (
+            "missing-name",
+            include_str!("../../../tests/fixtures/diagnosis/missing-name.json"),
+            Some(("missing-name", "mythical-requester")),
+        ),
+        (
+            "bad-deploy",
+            include_str!("../../../tests/fixtures/diagnosis/bad-deploy.json"),
+            Some(("bad-deploy", "mythical-requester")),
+        ),
+        (
+            "duplicate-name",
+            include_str!("../../../tests/fixtures/diagnosis/duplicate-name.json"),
+            Some(("duplicate-name", "mythical-requester")),
+        ),
+        (
+            "table-wipe",
+            include_str!("../../../tests/fixtures/diagnosis/table-wipe.json"),
+            Some(("table-wipe", "mythical-server")),
+        ),
+        (
+            "pool-exhaustion",
+            include_str!("../../../tests/fixtures/diagnosis/pool-exhaustion.json"),
+            Some(("pool-exhaustion", "mythical-server")),
+        ),
+        (
+            "broken-propagation",
+            include_str!("../../../tests/fixtures/diagnosis/broken-propagation.json"),
+            Some(("broken-propagation", "mythical-requester")),
+        ),
+        (
+            "clock-skew",
+            include_str!("../../../tests/fixtures/diagnosis/clock-skew.json"),
+            Some(("clock-skew", "mythical-server")),
+        ),
+        (
+            "connection-reset",
+            include_str!("../../../tests/fixtures/diagnosis/connection-reset.json"),
+            Some(("connection-reset", "network")),
+        ),
+        (
+            "cpu-hog",
+            include_str!("../../../tests/fixtures/diagnosis/cpu-hog.json"),
+            Some(("cpu-hog", "mythical-server")),
+        ),
+        (
+            "db-down",
+            include_str!("../../../tests/fixtures/diagnosis/db-down.json"),
+            Some(("db-down", "postgres")),
+        ),
+        (
+            "memory-leak",
+            include_str!("../../../tests/fixtures/diagnosis/memory-leak.json"),
+            Some(("memory-leak", "mythical-server")),
+        ),
+        (
+            "network-latency",
+            include_str!("../../../tests/fixtures/diagnosis/network-latency.json"),
+            Some(("network-latency", "network")),
+        ),
+        (
+            "slow-query",
+            include_str!("../../../tests/fixtures/diagnosis/slow-query.json"),
+            Some(("slow-query", "postgres")),
+        ),
+    ];
+
+    fn snapshot(name: &str, text: &str) -> Snapshot {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    #[test]
+    fn every_captured_lab_gets_exactly_its_verdict() {
+        for (name, text, expected) in FIXTURES {
+            let verdict = judge(&snapshot(name, text));
+            let got = verdict
+                .root_cause
+                .as_ref()
+                .map(|c| (c.id.as_str(), c.service.as_str()));
+            assert_eq!(got, *expected, "{name}: {verdict:#?}");
+            let status = if expected.is_some() {
+                "fault"
+            } else {
+                "healthy"
+            };
+            assert_eq!(verdict.status, status, "{name}");
+        }
+    }
+
+    #[test]
+    fn no_other_quiet_or_network_detector_fires_on_any_capture() {
+        for (name, text, expected) in FIXTURES {
+            let snapshot = snapshot(name, text);
+            let mut fired = network::firing(&snapshot.network);
+            fired.extend(snapshot.quiet.iter().flat_map(quiet::firing));
+            let own: Vec<&str> = expected
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| fired.contains(id))
+                .collect();
+            assert_eq!(fired, own, "{name}: detectors beside its own fired");
+        }
+    }
+
+    #[test]
+    fn a_healthy_verdict_says_why_each_cause_is_ruled_out() {
+        for (name, text, expected) in FIXTURES {
+            let verdict = judge(&snapshot(name, text));
+            if expected.is_none() {
+                let ids: Vec<&str> = verdict.rejected.iter().map(|r| r.id.as_str()).collect();
+                for id in [
+                    "component-down",
+                    "connection-reset",
+                    "network-latency",
+                    "slow-query",
+                    "cpu-hog",
+                    "memory-leak",
+                ] {
+                    assert!(ids.contains(&id), "{name}: {id} not ruled out: {ids:?}");
+                }
+                assert!(verdict.rejected.iter().all(|r| !r.why.is_empty()), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_failure_captures_judged_whole_get_the_same_verdict() {
+        // A snapshot of the failing chain alone, inside a lab whose
+        // components are up and whose network is well.
+        let whole = |failure: failure::Snapshot| Snapshot {
+            taken_at: failure.taken_at,
+            lookback_secs: failure.lookback_secs,
+            components: Kind::ALL[..5]
+                .iter()
+                .map(|&kind| ComponentHealth {
+                    kind,
+                    health: Condition::Healthy,
+                })
+                .collect(),
+            infrastructure: None,
+            network: network::Snapshot::default(),
+            failing_share: 0.5,
+            failure,
+            quiet: None,
+        };
+        for (name, text, _) in failure::tests::FIXTURES {
+            let part: failure::Snapshot = serde_json::from_str(text).unwrap();
+            let alone = failure::judge(&part);
+            let judged = judge(&whole(part));
+            assert_eq!(judged.root_cause, alone.root_cause, "{name}");
+            assert_eq!(judged.evidence, alone.evidence, "{name}");
+        }
+    }
 }

@@ -6,9 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::{BACKGROUND_TRACES, Diagnosis, Evidence, IDLE_IN_TRANSACTION_SQL, RootCause};
-use crate::query::{QueryClient, TraceAnswer, Window};
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::{BACKGROUND_TRACES, Diagnosis, Evidence, IDLE_IN_TRANSACTION_SQL, Rejected, RootCause};
+use crate::query::{QueryClient, TraceAnswer, Window};
 
 /// A database call of the lab's tiny tables slower than this (the median
 /// of the newest ones) is slow.
@@ -37,47 +39,167 @@ const CONNECTION_ERRORS: &[&str] = &[
 const LOCK_WAITERS_SQL: &str =
     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
 
+/// The server's failing calls that Postgres never answered.
+const UNAVAILABLE_QUERY: &str = r#"{ resource.service.name = "mythical-server" && status = error && span.db.response.status_code = "unavailable" }"#;
+/// The server's database calls that did not fail.
+const DB_SPANS_QUERY: &str = r#"{ resource.service.name = "mythical-server" && span.db.operation.name != nil && status != error }"#;
+
 fn is_connection_error(message: &str) -> bool {
     let lower = message.to_lowercase();
     CONNECTION_ERRORS.iter().any(|e| lower.contains(e))
 }
 
-/// A network fault when the telemetry shows one and Postgres, asked
-/// directly, is fine.
-pub async fn find(
-    client: &QueryClient,
-    postgres_port: Option<u16>,
-    window: Window,
-) -> Result<Option<Diagnosis>> {
-    let Some(port) = postgres_port else {
-        return Ok(None);
-    };
-    if let Some(d) = connection_reset(client, port, window).await? {
-        return Ok(Some(d));
-    }
-    latency(client, port, window).await
+/// What the network detectors read, in one value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Traces whose database span got no answer from Postgres (no
+    /// SQLSTATE), up to [`LISTED`].
+    pub unavailable: usize,
+    /// The newest few of them: (trace id, its database span's message).
+    pub examined: Vec<(String, String)>,
+    /// The log line of the newest one whose connection was cut.
+    pub cut_log: Option<String>,
+    /// The newest database calls that did not fail: (start, ms, trace id),
+    /// newest first.
+    pub db_spans: Vec<(i64, f64, String)>,
+    /// Postgres asked directly, when the telemetry calls for it; `None`:
+    /// not asked, or no answer.
+    pub direct: Option<Direct>,
 }
 
 /// What the lab sees of Postgres over its own connection.
-struct Direct {
-    round_trip_ms: f64,
-    lock_waiters: usize,
-    idle_in_transaction: usize,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Direct {
+    pub port: u16,
+    pub round_trip_ms: f64,
+    pub lock_waiters: usize,
+    pub idle_in_transaction: usize,
 }
 
 impl Direct {
-    fn evidence(&self, port: u16) -> Evidence {
+    fn evidence(&self) -> Evidence {
         Evidence {
             signal: "database",
             query: "SELECT 1".into(),
             finding: format!(
-                "Postgres at 127.0.0.1:{port}, asked directly by the lab, answers in {:.1} ms; \
+                "Postgres at 127.0.0.1:{}, asked directly by the lab, answers in {:.1} ms; \
                  {} sessions wait on a lock, {} sit idle in transaction",
-                self.round_trip_ms, self.lock_waiters, self.idle_in_transaction
+                self.port, self.round_trip_ms, self.lock_waiters, self.idle_in_transaction
             ),
             trace_id: None,
         }
     }
+}
+
+/// Reads the server's unanswered and its answered database calls, and,
+/// when they are cut or slow, asks Postgres directly.
+pub async fn gather(
+    client: &QueryClient,
+    postgres_port: Option<u16>,
+    window: Window,
+) -> Result<Snapshot> {
+    let mut snapshot = Snapshot::default();
+    let Some(port) = postgres_port else {
+        return Ok(snapshot);
+    };
+    let unavailable = client
+        .traceql(UNAVAILABLE_QUERY, window, LISTED)
+        .await?
+        .traces;
+    snapshot.unavailable = unavailable.len();
+    if unavailable.len() >= BACKGROUND_TRACES {
+        // The newest few say what is failing now.
+        for trace in unavailable.iter().take(3) {
+            if let Some(message) = db_failure(&client.trace(&trace.trace_id).await?) {
+                snapshot.examined.push((trace.trace_id.clone(), message));
+            }
+        }
+    }
+    if let Some((trace_id, _)) = snapshot
+        .examined
+        .iter()
+        .find(|(_, m)| is_connection_error(m))
+    {
+        let log_query = log_query(trace_id);
+        let logs = client.logql(&log_query, window, 5, 60).await?;
+        snapshot.cut_log = logs.lines().next().map(|(_, line)| line.text.clone());
+    }
+    let found = client.traceql(DB_SPANS_QUERY, window, LISTED).await?;
+    for trace in &found.traces {
+        for span in trace
+            .matched_spans()
+            .filter(|s| s.start_time_unix_nano != 0)
+        {
+            snapshot.db_spans.push((
+                span.start_time_unix_nano,
+                span.duration_ms(),
+                trace.trace_id.clone(),
+            ));
+        }
+    }
+    snapshot.db_spans.sort_by_key(|l| std::cmp::Reverse(l.0));
+    snapshot.db_spans.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2);
+    snapshot.db_spans.truncate(NEWEST_SPANS);
+    let slow = quantiles(&snapshot.db_spans).is_some_and(|(p50, _)| p50 >= SLOW_DB_MS);
+    if cut(&snapshot).next().is_some() || slow {
+        snapshot.direct = direct(port).await;
+    }
+    Ok(snapshot)
+}
+
+type Detector = fn(&Snapshot) -> Result<Diagnosis, String>;
+
+/// The network detectors, in rank order.
+const DETECTORS: [(&str, Detector); 2] = [
+    ("connection-reset", connection_reset),
+    ("network-latency", latency),
+];
+
+/// Every detector that names a fault on `snapshot`, whatever its rank:
+/// what the fixture tests hold to exactly one, or none on a healthy lab.
+#[cfg(test)]
+pub fn firing(snapshot: &Snapshot) -> Vec<&'static str> {
+    DETECTORS
+        .iter()
+        .filter(|(_, detect)| detect(snapshot).is_ok())
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// A network fault when the telemetry shows one and Postgres, asked
+/// directly, is fine; each detector that finds none says in `rejected`
+/// why not.
+pub fn judge(snapshot: &Snapshot, rejected: &mut Vec<Rejected>) -> Option<Diagnosis> {
+    for (id, detect) in DETECTORS {
+        match detect(snapshot) {
+            Ok(found) => return Some(found),
+            Err(why) => rejected.push(Rejected { id: id.into(), why }),
+        }
+    }
+    None
+}
+
+fn log_query(trace_id: &str) -> String {
+    format!(r#"{{service_name="mythical-server"}} |= "{trace_id}""#)
+}
+
+/// The examined calls whose connection was cut.
+fn cut(snapshot: &Snapshot) -> impl Iterator<Item = &(String, String)> {
+    snapshot
+        .examined
+        .iter()
+        .filter(|(_, m)| is_connection_error(m))
+}
+
+/// (p50, p90) of the calls' durations.
+fn quantiles(spans: &[(i64, f64, String)]) -> Option<(f64, f64)> {
+    if spans.is_empty() {
+        return None;
+    }
+    let mut durations: Vec<f64> = spans.iter().map(|l| l.1).collect();
+    durations.sort_by(f64::total_cmp);
+    let quantile = |q: f64| durations[((durations.len() - 1) as f64 * q).round() as usize];
+    Some((quantile(0.5), quantile(0.9)))
 }
 
 /// Connects straight to Postgres (not through the db-proxy) and times a
@@ -97,6 +219,7 @@ async fn direct(port: u16) -> Option<Direct> {
                 .unwrap_or(0)
         };
         Some(Direct {
+            port,
             round_trip_ms,
             lock_waiters: count(LOCK_WAITERS_SQL).await,
             idle_in_transaction: count(IDLE_IN_TRANSACTION_SQL).await,
@@ -110,13 +233,18 @@ async fn direct(port: u16) -> Option<Direct> {
     found
 }
 
-fn root_cause(id: &str, summary: String, message: String) -> Option<RootCause> {
-    Some(RootCause {
-        id: id.into(),
-        service: "network".into(),
-        summary,
-        message,
-    })
+fn network_fault(id: &str, summary: String, message: String, evidence: Vec<Evidence>) -> Diagnosis {
+    Diagnosis {
+        status: "fault",
+        root_cause: Some(RootCause {
+            id: id.into(),
+            service: "network".into(),
+            summary,
+            message,
+        }),
+        evidence,
+        rejected: Vec::new(),
+    }
 }
 
 /// The message of a trace's failing database span.
@@ -130,120 +258,92 @@ fn db_failure(trace: &TraceAnswer) -> Option<String> {
 
 /// The server's statements fail without a SQLSTATE, their error a cut
 /// connection, while Postgres answers the lab.
-async fn connection_reset(
-    client: &QueryClient,
-    port: u16,
-    window: Window,
-) -> Result<Option<Diagnosis>> {
-    let query = r#"{ resource.service.name = "mythical-server" && status = error && span.db.response.status_code = "unavailable" }"#;
-    let found = client.traceql(query, window, LISTED).await?;
-    let traces = found.traces;
-    if traces.len() < BACKGROUND_TRACES {
-        return Ok(None);
+fn connection_reset(snapshot: &Snapshot) -> Result<Diagnosis, String> {
+    let count = snapshot.unavailable;
+    if count < BACKGROUND_TRACES {
+        return Err(format!(
+            "{count} traces whose database call Postgres never answered (a fault makes {BACKGROUND_TRACES} or more)"
+        ));
     }
-    // The newest few say what is failing now.
-    let mut examined = Vec::new();
-    for trace in traces.iter().take(3) {
-        if let Some(message) = db_failure(&client.trace(&trace.trace_id).await?) {
-            examined.push((trace.trace_id.clone(), message));
-        }
-    }
-    let cut: Vec<&(String, String)> = examined
-        .iter()
-        .filter(|(_, m)| is_connection_error(m))
-        .collect();
+    let cut: Vec<&(String, String)> = cut(snapshot).collect();
     let Some((trace_id, message)) = cut.first().map(|c| (c.0.clone(), c.1.clone())) else {
-        return Ok(None);
+        return Err(format!(
+            "none of the newest {} unanswered calls was a cut connection",
+            snapshot.examined.len()
+        ));
     };
-    let Some(postgres) = direct(port).await else {
-        return Ok(None);
+    let Some(postgres) = &snapshot.direct else {
+        return Err("Postgres does not answer the lab either: not the network".into());
     };
-    let log_query = format!(r#"{{service_name="mythical-server"}} |= "{trace_id}""#);
-    let logs = client.logql(&log_query, window, 5, 60).await?;
-    let line = logs.lines().next().map(|(_, line)| line.text.clone());
     let evidence = vec![
         Evidence {
             signal: "traces",
-            query: query.into(),
+            query: UNAVAILABLE_QUERY.into(),
             finding: format!(
-                "{}{} failing traces whose database span got no answer from Postgres (no SQLSTATE); \
+                "{count}{} failing traces whose database span got no answer from Postgres (no SQLSTATE); \
                  {} of the newest {} were cut connections; newest {trace_id}: {message}",
-                traces.len(),
-                if traces.len() >= LISTED {
-                    " or more"
-                } else {
-                    ""
-                },
+                if count >= LISTED { " or more" } else { "" },
                 cut.len(),
-                examined.len()
+                snapshot.examined.len()
             ),
             trace_id: Some(trace_id.clone()),
         },
         Evidence {
             signal: "logs",
-            query: log_query,
-            finding: line.unwrap_or_else(|| "no log line for the trace yet".into()),
+            query: log_query(&trace_id),
+            finding: snapshot
+                .cut_log
+                .clone()
+                .unwrap_or_else(|| "no log line for the trace yet".into()),
             trace_id: Some(trace_id),
         },
-        postgres.evidence(port),
+        postgres.evidence(),
     ];
-    Ok(Some(Diagnosis {
-        status: "fault",
-        root_cause: root_cause(
-            "connection-reset",
-            format!(
-                "mythical-server's connections to Postgres are cut mid-conversation while Postgres answers \
-                 the lab directly in {:.1} ms: something on the network between them resets them",
-                postgres.round_trip_ms
-            ),
-            message,
+    Ok(network_fault(
+        "connection-reset",
+        format!(
+            "mythical-server's connections to Postgres are cut mid-conversation while Postgres answers \
+             the lab directly in {:.1} ms: something on the network between them resets them",
+            postgres.round_trip_ms
         ),
+        message,
         evidence,
-    }))
+    ))
 }
 
 /// The median of the newest database spans is slow while Postgres, asked
 /// directly, is fast and nobody waits on a lock or holds a transaction.
-async fn latency(client: &QueryClient, port: u16, window: Window) -> Result<Option<Diagnosis>> {
-    let query = r#"{ resource.service.name = "mythical-server" && span.db.operation.name != nil && status != error }"#;
-    let found = client.traceql(query, window, LISTED).await?;
-    // (start, duration ms, trace) of each database span listed.
-    let mut listed: Vec<(i64, f64, String)> = Vec::new();
-    for trace in &found.traces {
-        for span in trace
-            .matched_spans()
-            .filter(|s| s.start_time_unix_nano != 0)
-        {
-            listed.push((
-                span.start_time_unix_nano,
-                span.duration_ms(),
-                trace.trace_id.clone(),
-            ));
-        }
-    }
-    listed.sort_by_key(|l| std::cmp::Reverse(l.0));
-    listed.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2);
-    listed.truncate(NEWEST_SPANS);
+fn latency(snapshot: &Snapshot) -> Result<Diagnosis, String> {
+    let listed = &snapshot.db_spans;
     if listed.len() < BACKGROUND_TRACES {
-        return Ok(None);
+        return Err(format!(
+            "{} answered database calls, too few to time",
+            listed.len()
+        ));
     }
-    let mut durations: Vec<f64> = listed.iter().map(|l| l.1).collect();
-    durations.sort_by(f64::total_cmp);
-    let quantile = |q: f64| durations[((durations.len() - 1) as f64 * q).round() as usize];
-    let (p50, p90) = (quantile(0.5), quantile(0.9));
+    let (p50, p90) = quantiles(listed).expect("calls listed");
     if p50 < SLOW_DB_MS {
-        return Ok(None);
+        return Err(format!(
+            "the newest {} database calls take {p50:.1} ms (p50; slow is {SLOW_DB_MS} ms)",
+            listed.len()
+        ));
     }
-    let Some(postgres) = direct(port).await else {
-        return Ok(None);
+    let Some(postgres) = &snapshot.direct else {
+        return Err("Postgres does not answer the lab either: not the network".into());
     };
     // Postgres itself must be far faster than what the server sees: on a
     // busy laptop its own round trip can take a few milliseconds.
-    if postgres.round_trip_ms > FAST_DIRECT_MS.max(p50 / 10.0)
-        || postgres.lock_waiters > 0
-        || postgres.idle_in_transaction > 0
-    {
-        return Ok(None);
+    if postgres.round_trip_ms > FAST_DIRECT_MS.max(p50 / 10.0) {
+        return Err(format!(
+            "Postgres is slow to the lab too ({:.1} ms): not the network",
+            postgres.round_trip_ms
+        ));
+    }
+    if postgres.lock_waiters > 0 || postgres.idle_in_transaction > 0 {
+        return Err(format!(
+            "{} sessions wait on a lock and {} sit idle in transaction: Postgres' sessions explain the wait",
+            postgres.lock_waiters, postgres.idle_in_transaction
+        ));
     }
     let example = listed
         .iter()
@@ -258,7 +358,7 @@ async fn latency(client: &QueryClient, port: u16, window: Window) -> Result<Opti
     let evidence = vec![
         Evidence {
             signal: "traces",
-            query: query.into(),
+            query: DB_SPANS_QUERY.into(),
             finding: format!(
                 "the newest {} database spans of mythical-server, every beast and statement: p50 {p50:.0} ms, \
                  p90 {p90:.0} ms (newest: {} ms); e.g. {example}",
@@ -267,25 +367,22 @@ async fn latency(client: &QueryClient, port: u16, window: Window) -> Result<Opti
             ),
             trace_id: Some(example),
         },
-        postgres.evidence(port),
+        postgres.evidence(),
     ];
-    Ok(Some(Diagnosis {
-        status: "fault",
-        root_cause: root_cause(
-            "network-latency",
-            format!(
-                "mythical-server's database calls take {p50:.0} ms (p50) while Postgres answers the lab \
-                 directly in {:.1} ms and no session waits on a lock: the time is lost on the network \
-                 between mythical-server and Postgres",
-                postgres.round_trip_ms
-            ),
-            format!(
-                "database spans p50 {p50:.0} ms, p90 {p90:.0} ms; direct SELECT 1 {:.1} ms",
-                postgres.round_trip_ms
-            ),
+    Ok(network_fault(
+        "network-latency",
+        format!(
+            "mythical-server's database calls take {p50:.0} ms (p50) while Postgres answers the lab \
+             directly in {:.1} ms and no session waits on a lock: the time is lost on the network \
+             between mythical-server and Postgres",
+            postgres.round_trip_ms
+        ),
+        format!(
+            "database spans p50 {p50:.0} ms, p90 {p90:.0} ms; direct SELECT 1 {:.1} ms",
+            postgres.round_trip_ms
         ),
         evidence,
-    }))
+    ))
 }
 
 #[cfg(test)]

@@ -1,15 +1,18 @@
 //! Faults that fail no request: the requests still succeed, but traces
 //! come apart, logs land at the wrong time, requests slow down or memory
-//! climbs. Each detector reads the same APIs as the rest of diagnosis and
-//! names its root cause with the evidence it used; the first that finds
-//! something wins. The cheap, unambiguous signs (a missing parent, a log
-//! clock minutes away) are read before latency, which a busy machine
-//! also moves.
+//! climbs. [`gather`] reads what the detectors need into a [`Snapshot`]
+//! and [`judge`] runs them over it in rank order, the first that finds
+//! something winning; each one that finds nothing says why not. The
+//! cheap, unambiguous signs (a missing parent, a log clock minutes away)
+//! rank before latency, which a busy machine also moves.
 
-use super::{Diagnosis, Evidence, RootCause};
-use crate::query::answer::{FoundTrace, TraceSpan};
-use crate::query::{CPU_PROFILE, IN_USE_PROFILE, QueryClient, Window, profile_selector};
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::{Diagnosis, Evidence, Rejected, RootCause};
+use crate::plan::Kind;
+use crate::query::answer::FoundTrace;
+use crate::query::{CPU_PROFILE, IN_USE_PROFILE, QueryClient, Window, profile_selector};
 
 /// The server's requests, newest first: what every detector starts from.
 const SERVER_REQUESTS: &str = r#"{ resource.service.name = "mythical-server" && kind = server }"#;
@@ -54,9 +57,82 @@ const LOG_DELAY_NS: i64 = 5_000_000_000;
 /// How recent the traces are that clock skew is judged on.
 const SKEW_RECENT_NS: i64 = 20_000_000_000;
 
+/// Everything the quiet detectors read, in one value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The newest server requests, newest first.
+    pub requests: Vec<Request>,
+    /// For clock skew: the newest traces old enough to have their log line
+    /// stored, newest first, up to the first whose line was found.
+    pub logged: Vec<Logged>,
+    /// The database calls far slower than the median request, when there
+    /// is a median.
+    pub slow: Option<Slow>,
+    /// Where the newest requests' time went, when the median one is busy.
+    pub breakdown: Option<Breakdown>,
+    /// The server's resident memory over the last
+    /// [`CLIMB_WINDOW_SECONDS`]: (Unix seconds, bytes), oldest first.
+    pub scrapes: Vec<(f64, f64)>,
+    /// What its heap profile says holds memory, when the scrapes climb.
+    pub holders: Option<Profiled>,
+}
+
+/// One server request of a search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub trace_id: String,
+    /// The trace's root service: the server's own name when the caller's
+    /// context did not arrive.
+    pub root_service: String,
+    /// The server span's duration.
+    pub ms: Option<f64>,
+}
+
+/// A trace's start and where its log line is stamped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logged {
+    pub trace_id: String,
+    pub span_start: i64,
+    /// `None`: no line of the trace was found.
+    pub logged: Option<i64>,
+}
+
+/// Database calls slower than [`Slow::threshold_ms`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slow {
+    pub threshold_ms: f64,
+    pub median_ms: f64,
+    pub query: String,
+    /// (trace id, table, ms) of each call.
+    pub calls: Vec<(String, String, f64)>,
+    /// The write-blocking table locks Postgres showed, as [`LOCKS_SQL`]'s
+    /// rows, when there were enough calls to ask; `None`: not asked, or no
+    /// answer.
+    pub locks: Option<Vec<Vec<String>>>,
+}
+
+/// Server requests split into their database calls and the rest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Breakdown {
+    /// (trace id, server span ms, ms of it in its database calls).
+    pub requests: Vec<(String, f64, f64)>,
+    pub hot: Profiled,
+}
+
+/// What a profile of the server says of its own code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profiled {
+    pub query: String,
+    /// The profile had samples to read.
+    pub read: bool,
+    /// The server's own functions among the costliest 50, with their self
+    /// cost, highest first.
+    pub own: Vec<(String, i64)>,
+}
+
 fn fault(
     id: &str,
-    culprit: &str,
+    culprit: Kind,
     summary: String,
     message: String,
     evidence: Vec<Evidence>,
@@ -65,37 +141,107 @@ fn fault(
         status: "fault",
         root_cause: Some(RootCause {
             id: id.into(),
-            service: culprit.into(),
+            service: culprit.name().into(),
             summary,
             message,
         }),
         evidence,
+        rejected: Vec::new(),
     }
 }
 
-pub async fn find(
+/// Reads the server's requests, the log lines of the newest settled ones,
+/// the slow database calls and the locks behind them, where a busy
+/// request's time went and the CPU profile, the memory scrapes and, when
+/// they climb, the heap profile. `now` is when the snapshot is taken.
+pub async fn gather(
     client: &QueryClient,
     postgres_port: Option<u16>,
     window: Window,
-) -> Result<Option<Diagnosis>> {
-    let requests = client
-        .traceql(SERVER_REQUESTS, window, SAMPLE)
-        .await?
-        .traces;
-    if let Some(d) = broken_propagation(&requests) {
-        return Ok(Some(d));
+    now: i64,
+) -> Result<Snapshot> {
+    let found = client.traceql(SERVER_REQUESTS, window, SAMPLE).await?;
+    let requests: Vec<Request> = found
+        .traces
+        .iter()
+        .map(|t| Request {
+            trace_id: t.trace_id.clone(),
+            root_service: t.root_service_name.clone(),
+            ms: matched_ms(t),
+        })
+        .collect();
+    let logged = logged(client, window, now).await?;
+    let slow = match median(requests.iter().filter_map(|r| r.ms).collect()) {
+        Some(median_ms) => Some(slow_calls(client, postgres_port, window, median_ms).await?),
+        None => None,
+    };
+    let breakdown = match busy_median(&requests) {
+        Some(median_ms) if median_ms >= BUSY_MEDIAN_MS => {
+            Some(breakdown(client, window, &requests).await?)
+        }
+        _ => None,
+    };
+    let memory = client.promql_instant(&memory_query(), window.end).await?;
+    let scrapes: Vec<(f64, f64)> = memory
+        .series()
+        .first()
+        .into_iter()
+        .flat_map(|s| &s.values)
+        .filter_map(|p| Some((p.nanos as f64 / 1e9, p.number()?)))
+        .collect();
+    let holders = match Climb::of(&scrapes) {
+        Some(climb) if climb.may_leak() => {
+            let recent_heap = Window {
+                start: window.end - HELD_WINDOW_SECONDS * 1_000_000_000,
+                end: window.end,
+            };
+            let heap = profile_selector(IN_USE_PROFILE, Kind::Server.name());
+            Some(own_top(client, &heap, recent_heap).await)
+        }
+        _ => None,
+    };
+    Ok(Snapshot {
+        requests,
+        logged,
+        slow,
+        breakdown,
+        scrapes,
+        holders,
+    })
+}
+
+type Detector = fn(&Snapshot) -> Result<Diagnosis, String>;
+
+/// The quiet detectors, in rank order.
+const DETECTORS: [(&str, Detector); 5] = [
+    ("broken-propagation", broken_propagation),
+    ("clock-skew", clock_skew),
+    ("slow-query", slow_query),
+    ("cpu-hog", cpu_hog),
+    ("memory-leak", memory_leak),
+];
+
+/// Every detector that names a fault on `snapshot`, whatever its rank:
+/// what the fixture tests hold to exactly one, or none on a healthy lab.
+#[cfg(test)]
+pub fn firing(snapshot: &Snapshot) -> Vec<&'static str> {
+    DETECTORS
+        .iter()
+        .filter(|(_, detect)| detect(snapshot).is_ok())
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// The first detector that names a fault; those ranked above it, or all
+/// of them when none does, say in `rejected` why not.
+pub fn judge(snapshot: &Snapshot, rejected: &mut Vec<Rejected>) -> Option<Diagnosis> {
+    for (id, detect) in DETECTORS {
+        match detect(snapshot) {
+            Ok(found) => return Some(found),
+            Err(why) => rejected.push(Rejected { id: id.into(), why }),
+        }
     }
-    if let Some(d) = clock_skew(client, window).await? {
-        return Ok(Some(d));
-    }
-    let typical = median(requests.iter().filter_map(matched_ms).collect());
-    if let Some(d) = slow_query(client, postgres_port, window, typical).await? {
-        return Ok(Some(d));
-    }
-    if let Some(d) = cpu_hog(client, window, &requests).await? {
-        return Ok(Some(d));
-    }
-    memory_leak(client, window).await
+    None
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -104,6 +250,12 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     }
     values.sort_by(f64::total_cmp);
     Some(values[values.len() / 2])
+}
+
+/// The median of the newest [`BUSY_SAMPLE`] requests.
+fn busy_median(requests: &[Request]) -> Option<f64> {
+    let newest = &requests[..requests.len().min(BUSY_SAMPLE)];
+    median(newest.iter().filter_map(|r| r.ms).collect())
 }
 
 /// Whether a profile frame is the mythical services' own code rather than
@@ -124,25 +276,31 @@ fn matched_ms(trace: &FoundTrace) -> Option<f64> {
     trace.matched_spans().next().map(|s| s.duration_ms())
 }
 
-fn span_ms(span: &TraceSpan) -> f64 {
-    (span.end - span.start) as f64 / 1e6
-}
-
 /// Server spans that start traces of their own: the caller's context did
 /// not arrive.
-fn broken_propagation(requests: &[FoundTrace]) -> Option<Diagnosis> {
-    let traces = &requests[..requests.len().min(100)];
-    let orphans: Vec<&FoundTrace> = traces
+fn broken_propagation(snapshot: &Snapshot) -> Result<Diagnosis, String> {
+    let traces = &snapshot.requests[..snapshot.requests.len().min(100)];
+    let orphans: Vec<&Request> = traces
         .iter()
-        .filter(|t| t.root_service_name == "mythical-server")
+        .filter(|t| t.root_service == Kind::Server.name())
         .collect();
-    if traces.len() < 5 || orphans.len() * 10 < traces.len() * 8 {
-        return None;
+    if traces.len() < 5 {
+        return Err(format!(
+            "{} server traces, too few to tell joined from apart",
+            traces.len()
+        ));
+    }
+    if orphans.len() * 10 < traces.len() * 8 {
+        return Err(format!(
+            "{} of the last {} server traces start at the server (8 in 10 do when the caller's context is lost)",
+            orphans.len(),
+            traces.len()
+        ));
     }
     let example = orphans[0].trace_id.clone();
-    Some(fault(
+    Ok(fault(
         "broken-propagation",
-        "mythical-requester",
+        Kind::Requester,
         format!(
             "{} of {} server traces start at the server: mythical-requester's calls arrive without traceparent, so its traces and the server's never join",
             orphans.len(),
@@ -162,22 +320,22 @@ fn broken_propagation(requests: &[FoundTrace]) -> Option<Diagnosis> {
     ))
 }
 
-/// Log records whose time is far from their trace's: the newest few
-/// traces old enough to have their line stored decide. They are searched
-/// for in the last [`SKEW_RECENT_NS`] only: a search of the whole window
-/// answers a sample of it, which may hold none of the seconds since the
-/// skew began.
-async fn clock_skew(client: &QueryClient, window: Window) -> Result<Option<Diagnosis>> {
+/// The newest few server traces old enough to have their line stored,
+/// each with where its line is, up to the first that has one. They are
+/// searched for in the last [`SKEW_RECENT_NS`] only: a search of the whole
+/// window answers a sample of it, which may hold none of the seconds since
+/// a skew began.
+async fn logged(client: &QueryClient, window: Window, now: i64) -> Result<Vec<Logged>> {
     // Only traces old enough to have their line stored are searched: a busy
     // lab makes more than a sample's worth in the last seconds alone, and
     // a search up to now would answer those and nothing settled.
-    let settled_before = lab_backend::params::now_nanos() - LOG_DELAY_NS;
+    let settled_before = now - LOG_DELAY_NS;
     let recent = Window {
         start: window.start.max(window.end - SKEW_RECENT_NS),
         end: window.end.min(settled_before),
     };
     if recent.start >= recent.end {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let found = client.traceql(SERVER_REQUESTS, recent, SAMPLE).await?;
     let mut settled: Vec<(String, i64)> = found
@@ -190,70 +348,94 @@ async fn clock_skew(client: &QueryClient, window: Window) -> Result<Option<Diagn
     // that began seconds ago shows only in them.
     settled.sort_by_key(|(_, start)| std::cmp::Reverse(*start));
     settled.truncate(3);
+    let mut logged = Vec::new();
     for (trace_id, span_start) in settled {
         // Far wider than the trace: a skewed line can be minutes away.
         let wide = Window {
             start: span_start - 3_600 * 1_000_000_000,
             end: span_start + 3_600 * 1_000_000_000,
         };
-        let log_query = format!(r#"{{service_name="mythical-server"}} |= "{trace_id}""#);
-        let logs = client.logql(&log_query, wide, 5, 60).await?;
-        let Some(logged) = logs.lines().next().map(|(_, line)| line.nanos) else {
-            continue;
-        };
-        let skew_s = (logged - span_start) as f64 / 1e9;
-        if skew_s.abs() < SKEW_S {
-            return Ok(None);
+        let logs = client
+            .logql(&skew_log_query(&trace_id), wide, 5, 60)
+            .await?;
+        let line = logs.lines().next().map(|(_, line)| line.nanos);
+        logged.push(Logged {
+            trace_id,
+            span_start,
+            logged: line,
+        });
+        if line.is_some() {
+            break;
         }
-        return Ok(Some(fault(
-            "clock-skew",
-            "mythical-server",
-            format!(
-                "mythical-server's log lines are stamped {skew_s:+.0} s from the traces they belong to: its log clock is off"
-            ),
-            format!("log time {skew_s:+.0} s from span time"),
-            vec![
-                Evidence {
-                    signal: "traces",
-                    query: SERVER_REQUESTS.into(),
-                    finding: format!(
-                        "trace {trace_id} started at {} UTC",
-                        crate::render::clock(span_start)
-                    ),
-                    trace_id: Some(trace_id.clone()),
-                },
-                Evidence {
-                    signal: "logs",
-                    query: log_query,
-                    finding: format!(
-                        "its log line is stamped {} UTC, {skew_s:+.0} s away",
-                        crate::render::clock(logged)
-                    ),
-                    trace_id: Some(trace_id),
-                },
-            ],
-        )));
     }
-    Ok(None)
+    Ok(logged)
 }
 
-/// Database calls that wait far longer than a request takes, piled on one
-/// table: a lock. Postgres names who holds it.
-async fn slow_query(
+fn skew_log_query(trace_id: &str) -> String {
+    format!(r#"{{service_name="mythical-server"}} |= "{trace_id}""#)
+}
+
+/// Log records whose time is far from their trace's: the newest trace
+/// whose line was found decides.
+fn clock_skew(snapshot: &Snapshot) -> Result<Diagnosis, String> {
+    let Some((found, logged)) = snapshot.logged.iter().find_map(|l| Some((l, l.logged?))) else {
+        return Err(format!(
+            "none of the {} newest settled server traces has its log line to compare clocks with",
+            snapshot.logged.len()
+        ));
+    };
+    let (trace_id, span_start) = (&found.trace_id, found.span_start);
+    let skew_s = (logged - span_start) as f64 / 1e9;
+    if skew_s.abs() < SKEW_S {
+        return Err(format!(
+            "the log line of {trace_id} is stamped {skew_s:+.1} s from its trace (a skewed clock is {SKEW_S:.0} s or more away)"
+        ));
+    }
+    Ok(fault(
+        "clock-skew",
+        Kind::Server,
+        format!(
+            "mythical-server's log lines are stamped {skew_s:+.0} s from the traces they belong to: its log clock is off"
+        ),
+        format!("log time {skew_s:+.0} s from span time"),
+        vec![
+            Evidence {
+                signal: "traces",
+                query: SERVER_REQUESTS.into(),
+                finding: format!(
+                    "trace {trace_id} started at {} UTC",
+                    crate::render::clock(span_start)
+                ),
+                trace_id: Some(trace_id.clone()),
+            },
+            Evidence {
+                signal: "logs",
+                query: skew_log_query(trace_id),
+                finding: format!(
+                    "its log line is stamped {} UTC, {skew_s:+.0} s away",
+                    crate::render::clock(logged)
+                ),
+                trace_id: Some(trace_id.clone()),
+            },
+        ],
+    ))
+}
+
+/// The server's database calls slower than [`SLOW_MULTIPLE`] times the
+/// median request (and [`SLOW_FLOOR_MS`]), and, when there are enough to
+/// matter, who holds a write-blocking lock.
+async fn slow_calls(
     client: &QueryClient,
     postgres_port: Option<u16>,
     window: Window,
-    median_ms: Option<f64>,
-) -> Result<Option<Diagnosis>> {
-    let Some(median_ms) = median_ms else {
-        return Ok(None);
-    };
-    let threshold = SLOW_FLOOR_MS.max(SLOW_MULTIPLE * median_ms).round();
+    median_ms: f64,
+) -> Result<Slow> {
+    let threshold_ms = SLOW_FLOOR_MS.max(SLOW_MULTIPLE * median_ms).round();
     let query = format!(
-        r#"{{ resource.service.name = "mythical-server" && span.db.collection.name != nil && duration > {threshold}ms }}"#
+        r#"{{ resource.service.name = "mythical-server" && span.db.collection.name != nil && duration > {threshold_ms}ms }}"#
     );
     let found = client.traceql(&query, window, SAMPLE).await?;
-    let slow: Vec<(String, String, f64)> = found
+    let calls: Vec<(String, String, f64)> = found
         .traces
         .iter()
         .flat_map(|t| {
@@ -263,83 +445,114 @@ async fn slow_query(
             })
         })
         .collect();
-    if slow.len() < SLOW_WITH_BLOCKER {
-        return Ok(None);
+    let mut locks = None;
+    if calls.len() >= SLOW_WITH_BLOCKER
+        && let Some(port) = postgres_port
+    {
+        let store = crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
+        locks = mythical_storage::catalogue::read_only_query(store.pool(), LOCKS_SQL)
+            .await
+            .ok()
+            .map(|rows| rows.rows);
+        store.pool().close().await;
     }
-    let mut by_table: Vec<(String, usize)> = Vec::new();
-    for (_, table, _) in &slow {
+    Ok(Slow {
+        threshold_ms,
+        median_ms,
+        query,
+        calls,
+        locks,
+    })
+}
+
+/// Database calls that wait far longer than a request takes, piled on one
+/// table: a lock. Postgres names who holds it.
+fn slow_query(snapshot: &Snapshot) -> Result<Diagnosis, String> {
+    let Some(slow) = &snapshot.slow else {
+        return Err("no server request to take a median of".into());
+    };
+    let threshold = slow.threshold_ms;
+    if slow.calls.len() < SLOW_WITH_BLOCKER {
+        return Err(format!(
+            "{} database calls slower than {threshold} ms (10 times the median request, {:.0} ms)",
+            slow.calls.len(),
+            slow.median_ms
+        ));
+    }
+    let mut by_table: Vec<(&str, usize)> = Vec::new();
+    for (_, table, _) in &slow.calls {
         match by_table.iter_mut().find(|(t, _)| t == table) {
             Some((_, n)) => *n += 1,
-            None => by_table.push((table.clone(), 1)),
+            None => by_table.push((table, 1)),
         }
     }
     by_table.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-    let (table, on_table) = by_table[0].clone();
-    if (on_table as f64) < ONE_TABLE_SHARE * slow.len() as f64 {
-        return Ok(None);
+    let (table, on_table) = by_table[0];
+    if (on_table as f64) < ONE_TABLE_SHARE * slow.calls.len() as f64 {
+        return Err(format!(
+            "{} slow database calls, spread over {} tables ({on_table} on {table}): every table slowed is not a lock",
+            slow.calls.len(),
+            by_table.len()
+        ));
     }
     let (trace_id, _, slowest) = slow
+        .calls
         .iter()
-        .filter(|(_, t, _)| *t == table)
+        .filter(|(_, t, _)| t == table)
         .max_by(|a, b| a.2.total_cmp(&b.2))
         .cloned()
         .expect("the table has slow calls");
+    let median_ms = slow.median_ms;
     let mut evidence = vec![Evidence {
         signal: "traces",
-        query: query.clone(),
+        query: slow.query.clone(),
         finding: format!(
             "{} database calls slower than {threshold} ms (the median request takes {median_ms:.0} ms), {on_table} of them on {table}; the slowest {slowest:.0} ms in {trace_id}",
-            slow.len()
+            slow.calls.len()
         ),
         trace_id: Some(trace_id),
     }];
     // Who holds the lock they wait on?
-    let mut blocker: Option<Vec<String>> = None;
-    if let Some(port) = postgres_port {
-        let store = crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
-        if let Ok(rows) =
-            mythical_storage::catalogue::read_only_query(store.pool(), LOCKS_SQL).await
-        {
-            blocker = rows.rows.first().cloned();
-            evidence.push(Evidence {
-                signal: "database",
-                query: LOCKS_SQL.into(),
-                finding: match &blocker {
-                    Some(row) => {
-                        let cell = |i: usize| row.get(i).map_or("?", String::as_str);
-                        format!(
-                            "session {} holds {} on {} ({}, last ran `{}`); {} sessions wait for it",
-                            cell(0),
-                            cell(2),
-                            cell(1),
-                            cell(3),
-                            cell(4),
-                            cell(5)
-                        )
-                    }
-                    None => "no session holds a write-blocking table lock at this instant".into(),
-                },
-                trace_id: None,
-            });
-        }
-        store.pool().close().await;
+    let blocker = slow.locks.as_ref().and_then(|rows| rows.first());
+    if slow.locks.is_some() {
+        evidence.push(Evidence {
+            signal: "database",
+            query: LOCKS_SQL.into(),
+            finding: match blocker {
+                Some(row) => {
+                    let cell = |i: usize| row.get(i).map_or("?", String::as_str);
+                    format!(
+                        "session {} holds {} on {} ({}, last ran `{}`); {} sessions wait for it",
+                        cell(0),
+                        cell(2),
+                        cell(1),
+                        cell(3),
+                        cell(4),
+                        cell(5)
+                    )
+                }
+                None => "no session holds a write-blocking table lock at this instant".into(),
+            },
+            trace_id: None,
+        });
     }
     // A few slow calls are a hiccup unless a lock on their table says why.
-    let locks_the_table = blocker.as_ref().is_some_and(|row| {
-        row.get(1).is_some_and(|locked| {
-            locked.trim_matches('"').rsplit('.').next() == Some(table.as_str())
-        })
+    let locks_the_table = blocker.is_some_and(|row| {
+        row.get(1)
+            .is_some_and(|locked| locked.trim_matches('"').rsplit('.').next() == Some(table))
     });
-    if slow.len() < SLOW_AT_LEAST && !locks_the_table {
-        return Ok(None);
+    if slow.calls.len() < SLOW_AT_LEAST && !locks_the_table {
+        return Err(format!(
+            "{} slow database calls on {table}, under the {SLOW_AT_LEAST} a pattern takes, and no lock held on it",
+            slow.calls.len()
+        ));
     }
-    Ok(Some(fault(
+    Ok(fault(
         "slow-query",
-        "postgres",
+        Kind::Postgres,
         format!(
             "requests wait on Postgres: statements on {table} take up to {slowest:.0} ms{}",
             blocker
-                .as_ref()
                 .and_then(|r| r.get(4))
                 .map_or(String::new(), |q| format!(
                     ", behind a session holding a table lock (`{q}`)"
@@ -347,117 +560,132 @@ async fn slow_query(
         ),
         format!("statements on {table} took up to {slowest:.0} ms"),
         evidence,
-    )))
+    ))
+}
+
+/// The newest requests' server spans, each with the time of its own
+/// database calls, and the server's CPU profile.
+async fn breakdown(
+    client: &QueryClient,
+    window: Window,
+    requests: &[Request],
+) -> Result<Breakdown> {
+    let mut split = Vec::new();
+    for request in requests.iter().take(BREAKDOWN_TRACES) {
+        let all = client.trace(&request.trace_id).await?.spans();
+        for server in all
+            .iter()
+            .filter(|s| s.service == Kind::Server.name() && s.server)
+        {
+            let in_db: i64 = all
+                .iter()
+                .filter(|s| s.parent == server.id)
+                .filter(|s| s.attribute("db.operation.name").is_some())
+                .map(|s| s.end - s.start)
+                .sum();
+            split.push((
+                request.trace_id.clone(),
+                (server.end - server.start) as f64 / 1e6,
+                in_db as f64 / 1e6,
+            ));
+        }
+    }
+    let cpu = profile_selector(CPU_PROFILE, Kind::Server.name());
+    Ok(Breakdown {
+        requests: split,
+        hot: own_top(client, &cpu, window).await,
+    })
 }
 
 /// Every request slow, and the time spent in the server's own code rather
 /// than in the database: CPU. The profile names the function.
-async fn cpu_hog(
-    client: &QueryClient,
-    window: Window,
-    requests: &[FoundTrace],
-) -> Result<Option<Diagnosis>> {
-    let newest = &requests[..requests.len().min(BUSY_SAMPLE)];
-    if median(newest.iter().filter_map(matched_ms).collect()).is_none_or(|m| m < BUSY_MEDIAN_MS) {
-        return Ok(None);
-    }
-    // Each server span's time minus its own database calls.
-    let mut totals = Vec::new();
-    let mut outside = Vec::new();
-    let mut example = None;
-    for trace in requests.iter().take(BREAKDOWN_TRACES) {
-        let all = client.trace(&trace.trace_id).await?.spans();
-        for server in all
-            .iter()
-            .filter(|s| s.service == "mythical-server" && s.server)
-        {
-            let in_db: f64 = all
-                .iter()
-                .filter(|s| s.parent == server.id)
-                .filter(|s| s.attribute("db.operation.name").is_some())
-                .map(span_ms)
-                .sum();
-            let total = span_ms(server);
-            totals.push(total);
-            outside.push(total - in_db);
-            example.get_or_insert((trace.trace_id.clone(), total, in_db));
-        }
-    }
-    let median_ms = median(totals).unwrap_or_default();
-    let Some(outside_ms) =
-        median(outside).filter(|m| *m >= BUSY_OUTSIDE_MS && *m >= BUSY_SHARE * median_ms)
-    else {
-        return Ok(None);
+fn cpu_hog(snapshot: &Snapshot) -> Result<Diagnosis, String> {
+    let Some(breakdown) = &snapshot.breakdown else {
+        return Err(match busy_median(&snapshot.requests) {
+            Some(m) => {
+                format!(
+                    "the median server request takes {m:.1} ms (a busy server's, {BUSY_MEDIAN_MS} ms or more)"
+                )
+            }
+            None => "no server request to time".into(),
+        });
     };
-    let (trace_id, total, in_db) = example.expect("a median needs a span");
-    let mut evidence = vec![Evidence {
-        signal: "traces",
-        query: SERVER_REQUESTS.into(),
-        finding: format!(
-            "the median server request takes {median_ms:.0} ms, of which {outside_ms:.0} ms outside the database; e.g. {trace_id}: {total:.0} ms, {in_db:.0} ms in the database"
-        ),
-        trace_id: Some(trace_id),
-    }];
-    let (hot, profiled) = own_top(
-        client,
-        &profile_selector(CPU_PROFILE, "mythical-server"),
-        window,
-        "hottest functions",
-    )
-    .await;
-    evidence.push(profiled);
-    Ok(Some(fault(
+    let median_ms = median(breakdown.requests.iter().map(|r| r.1).collect()).unwrap_or_default();
+    let Some(outside_ms) = median(breakdown.requests.iter().map(|r| r.1 - r.2).collect()) else {
+        return Err("none of the newest requests' traces had its server span".into());
+    };
+    if outside_ms < BUSY_OUTSIDE_MS || outside_ms < BUSY_SHARE * median_ms {
+        return Err(format!(
+            "the median request takes {median_ms:.0} ms, only {outside_ms:.0} ms of it outside the database: what slows it is not the server's code"
+        ));
+    }
+    let (trace_id, total, in_db) = breakdown.requests[0].clone();
+    let hot = &breakdown.hot;
+    Ok(fault(
         "cpu-hog",
-        "mythical-server",
+        Kind::Server,
         format!(
             "mythical-server spends {outside_ms:.0} ms of a {median_ms:.0} ms request outside the database: busy on CPU{}",
-            hot.first()
+            hot.own
+                .first()
                 .map_or(String::new(), |(h, _)| format!(" in {h}"))
         ),
         format!("median request {median_ms:.0} ms, {outside_ms:.0} ms of it outside the database"),
-        evidence,
-    )))
+        vec![
+            Evidence {
+                signal: "traces",
+                query: SERVER_REQUESTS.into(),
+                finding: format!(
+                    "the median server request takes {median_ms:.0} ms, of which {outside_ms:.0} ms outside the database; e.g. {trace_id}: {total:.0} ms, {in_db:.0} ms in the database"
+                ),
+                trace_id: Some(trace_id),
+            },
+            hot.evidence("hottest functions"),
+        ],
+    ))
 }
 
 /// The server's own functions that cost the most in a profile, with their
-/// self cost (highest first), and that as evidence; `what` names them in
-/// the finding.
-async fn own_top(
-    client: &QueryClient,
-    profile: &str,
-    window: Window,
-    what: &str,
-) -> (Vec<(String, i64)>, Evidence) {
+/// self cost (highest first).
+async fn own_top(client: &QueryClient, profile: &str, window: Window) -> Profiled {
     let top = client.profile_top(profile, window, 50).await.ok();
-    let hot: Vec<(String, i64)> = top
-        .iter()
-        .flat_map(|t| &t.functions)
-        .filter(|f| own_code(&f.name))
-        .map(|f| (f.name.clone(), f.self_value))
-        .collect();
-    let finding = if top.as_ref().is_none_or(|t| t.total == 0) {
-        "no profile of the server to read".to_owned()
-    } else if hot.is_empty() {
-        "the server's profile has none of its own functions among its 50 costliest".to_owned()
-    } else {
-        format!(
-            "the server's {what} of its own: {}",
-            hot.iter()
-                .take(3)
-                .map(|(name, _)| name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
-    (
-        hot,
+    Profiled {
+        query: profile.into(),
+        read: top.as_ref().is_some_and(|t| t.total != 0),
+        own: top
+            .iter()
+            .flat_map(|t| &t.functions)
+            .filter(|f| own_code(&f.name))
+            .map(|f| (f.name.clone(), f.self_value))
+            .collect(),
+    }
+}
+
+impl Profiled {
+    /// As evidence; `what` names the functions in the finding.
+    fn evidence(&self, what: &str) -> Evidence {
+        let finding = if !self.read {
+            "no profile of the server to read".to_owned()
+        } else if self.own.is_empty() {
+            "the server's profile has none of its own functions among its 50 costliest".to_owned()
+        } else {
+            format!(
+                "the server's {what} of its own: {}",
+                self.own
+                    .iter()
+                    .take(3)
+                    .map(|(name, _)| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         Evidence {
             signal: "profiles",
-            query: profile.into(),
+            query: self.query.clone(),
             finding,
             trace_id: None,
-        },
-    )
+        }
+    }
 }
 
 /// Who holds a lock that stops writes on a table, what it runs and how
@@ -502,74 +730,69 @@ const STEADY: f64 = 0.2;
 const HELD_MIB: f64 = 2.0;
 const HELD_WINDOW_SECONDS: i64 = 15;
 
-/// The server's resident memory climbing, scrape after scrape.
-async fn memory_leak(client: &QueryClient, window: Window) -> Result<Option<Diagnosis>> {
-    let query = format!(
+fn memory_query() -> String {
+    format!(
         r#"process_resident_memory_bytes{{service="mythical-server"}}[{CLIMB_WINDOW_SECONDS}s]"#
-    );
-    let answer = client.promql_instant(&query, window.end).await?;
-    let scrapes: Vec<(f64, f64)> = answer
-        .series()
-        .first()
-        .into_iter()
-        .flat_map(|s| &s.values)
-        .filter_map(|p| Some((p.nanos as f64 / 1e9, p.number()?)))
-        .collect();
-    let Some(climb) = Climb::of(&scrapes) else {
-        return Ok(None);
-    };
-    if !climb.may_leak() {
-        return Ok(None);
-    }
-    let recent_heap = Window {
-        start: window.end - HELD_WINDOW_SECONDS * 1_000_000_000,
-        end: window.end,
-    };
-    let (holders, profiled) = own_top(
-        client,
-        &profile_selector(IN_USE_PROFILE, "mythical-server"),
-        recent_heap,
-        "functions holding the most memory",
     )
-    .await;
-    let held_mib = holders.first().map_or(0.0, |(_, bytes)| mib(*bytes as f64));
-    if !climb.leaks(held_mib) {
-        return Ok(None);
-    }
+}
+
+/// The server's resident memory climbing, scrape after scrape.
+fn memory_leak(snapshot: &Snapshot) -> Result<Diagnosis, String> {
+    let Some(climb) = Climb::of(&snapshot.scrapes) else {
+        return Err(format!(
+            "{} scrapes of the server's memory in the last {CLIMB_WINDOW_SECONDS} s, fewer than the {CLIMB_SCRAPES} a climb takes",
+            snapshot.scrapes.len()
+        ));
+    };
+    let held_mib = snapshot
+        .holders
+        .as_ref()
+        .and_then(|h| h.own.first())
+        .map_or(0.0, |(_, bytes)| mib(*bytes as f64));
     let steps_text = climb
         .steps_mib
         .iter()
-        .map(|s| format!("+{s:.1}"))
+        .map(|s| format!("{s:+.1}"))
         .collect::<Vec<_>>()
         .join(", ");
-    Ok(Some(fault(
+    if !climb.leaks(held_mib) {
+        return Err(format!(
+            "the server's memory moved {steps_text} MiB over its last {CLIMB_SCRAPES} scrapes: not a steady climb{}",
+            if held_mib > 0.0 {
+                format!(", and its own code holds {held_mib:.1} MiB")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let holders = snapshot.holders.as_ref();
+    let mut evidence = vec![Evidence {
+        signal: "metrics",
+        query: memory_query(),
+        finding: format!(
+            "{:.1} MiB → {:.1} MiB over the last {} scrapes ({:.0} s): steps of {steps_text} MiB",
+            climb.last_mib - climb.growth_mib,
+            climb.last_mib,
+            CLIMB_SCRAPES,
+            climb.seconds
+        ),
+        trace_id: None,
+    }];
+    evidence.extend(holders.map(|h| h.evidence("functions holding the most memory")));
+    Ok(fault(
         "memory-leak",
-        "mythical-server",
+        Kind::Server,
         format!(
             "mythical-server's resident memory climbs scrape after scrape ({steps_text} MiB, {:.1} MiB/s), now {:.0} MiB: it holds memory it never frees{}",
             climb.growth_mib / climb.seconds,
             climb.last_mib,
             holders
-                .first()
+                .and_then(|h| h.own.first())
                 .map_or(String::new(), |(h, _)| format!(", kept by {h}"))
         ),
         format!("+{:.1} MiB in {:.0} s", climb.growth_mib, climb.seconds),
-        vec![
-            Evidence {
-                signal: "metrics",
-                query,
-                finding: format!(
-                    "{:.1} MiB → {:.1} MiB over the last {} scrapes ({:.0} s): steps of {steps_text} MiB",
-                    climb.last_mib - climb.growth_mib,
-                    climb.last_mib,
-                    CLIMB_SCRAPES,
-                    climb.seconds
-                ),
-                trace_id: None,
-            },
-            profiled,
-        ],
-    )))
+        evidence,
+    ))
 }
 
 fn mib(bytes: f64) -> f64 {

@@ -30,7 +30,7 @@ pub fn postgres_session(port: u16, wait: std::time::Duration) -> mythical_storag
 }
 
 /// How a recorded component is doing now, as its runtime sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Condition {
     /// It runs and its own check answers.

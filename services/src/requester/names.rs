@@ -77,6 +77,10 @@ const ANIMALS: &[&str] = &[
     "wombat", "yak", "zebra",
 ];
 
+/// How many names [`random_name`] can draw: the chance a new name is
+/// already in a table is the table's rows over this.
+pub const NAME_SPACE: usize = COLOURS.len() * GIVEN_NAMES.len() * ANIMALS.len();
+
 /// A fresh name, at most 50 characters (the column's limit). With 49 × 75 ×
 /// 84 combinations a name repeats now and then; the unique constraint then
 /// answers 23505, as it would in the original.
