@@ -2,8 +2,8 @@
 //! colleague at a psql prompt or an operator at a shell would, on a fresh
 //! native lab, and the first verdict `lab diagnose` names (its default
 //! window, as a learner runs it) must be the cause with the right culprit:
-//! the component whose state explains the evidence. (Data changed by hand
-//! has no case here yet.)
+//! the component whose state explains the evidence. A lab whose tables
+//! hold what a day of traffic leaves must stay healthy meanwhile.
 
 use std::process::Command;
 use std::time::Duration;
@@ -23,6 +23,37 @@ fn fresh(dir: &std::path::Path, name: &str) -> LabCli {
         panic!("{name}: the fresh lab did not read healthy: {last:#}");
     }
     lab
+}
+
+/// Loads `count` distinct names of the requester's shape into `table`, as
+/// a colleague's `\copy` would.
+fn fill(lab: &LabCli, dir: &std::path::Path, table: &str, count: usize) {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(count as u64);
+    let mut names = std::collections::BTreeSet::new();
+    while names.len() < count {
+        names.insert(mythical_services::requester::random_name(&mut rng));
+    }
+    let file = dir.join(format!("{table}-names.csv"));
+    let text: String = names.into_iter().map(|n| n + "\n").collect();
+    std::fs::write(&file, text).unwrap();
+    // A name the running requester wrote meanwhile fails the copy: a copy
+    // into a temporary table first, then only the names not there yet.
+    lab.psql(&format!(
+        "CREATE TABLE IF NOT EXISTS filling_{table} (name text)"
+    ));
+    lab.psql(&format!(
+        "\\copy filling_{table}(name) FROM '{}'",
+        file.display()
+    ));
+    // Ten thousand at a time: one long transaction would make the
+    // requester's own inserts of the same names wait on it.
+    for offset in (0..count).step_by(10_000) {
+        lab.psql(&format!(
+            "INSERT INTO {table}(name) SELECT name FROM filling_{table} ORDER BY name OFFSET {offset} LIMIT 10000 ON CONFLICT (name) DO NOTHING"
+        ));
+    }
+    lab.psql(&format!("DROP TABLE filling_{table}"));
 }
 
 /// The first verdict that names a cause must be `id`, blaming `culprit`.
@@ -168,4 +199,49 @@ fn a_server_stopped_by_a_signal_is_blamed_on_the_server() {
         summary.contains("paused") && summary.contains("answers none"),
         "{summary}"
     );
+}
+
+#[test]
+fn a_day_of_names_in_the_tables_leaves_the_lab_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = fresh(dir.path(), "after-hours");
+    let _down = Down(&lab);
+    // The beast never deleted holds about a tenth of the names the
+    // requester draws, the others fewer: new names collide now and then.
+    fill(&lab, dir.path(), "unicorn", 30_000);
+    for table in ["manticore", "illithid", "owlbear", "beholder"] {
+        fill(&lab, dir.path(), table, 8_000);
+    }
+    // Every verdict for the next 40 s: no cause named, ever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut reports = 0;
+    while std::time::Instant::now() < deadline {
+        let out = lab.run(&["diagnose", "--json"]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "diagnose --json: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert!(
+            report["root_cause"].is_null(),
+            "a healthy lab with full tables was given a cause: {report:#}"
+        );
+        reports += 1;
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(reports >= 10, "{reports} reports");
+}
+
+#[test]
+fn a_table_filled_by_hand_is_blamed_on_its_data_not_the_requester() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = fresh(dir.path(), "crowded");
+    let _down = Down(&lab);
+    // Four of five names the requester can draw are taken: most POSTs to
+    // unicorn fail, the requester repeating nothing.
+    fill(&lab, dir.path(), "unicorn", 250_000);
+    let report = first_verdict_is(&lab, "crowded", "table-crowded", "postgres");
+    let summary = report["root_cause"]["summary"].as_str().unwrap();
+    assert!(summary.starts_with("unicorn holds "), "{summary}");
 }

@@ -67,6 +67,13 @@ pub async fn run(state_dir: Option<PathBuf>, args: DiagnoseArgs) -> Result<()> {
             println!("  {}. [{}] {}", i + 1, e.signal, e.finding);
             println!("     {}", render::dim(&e.query));
         }
+        if !report.rejected.is_empty() {
+            println!();
+            println!("ruled out:");
+            for r in &report.rejected {
+                println!("  {}: {}", render::bold(&r.id), r.why);
+            }
+        }
     }
     if report.status == "fault" {
         std::process::exit(2);

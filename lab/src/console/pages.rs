@@ -687,6 +687,18 @@ pub async fn diagnose(State(console): State<Arc<Console>>, Query(params): Params
         body.push_str("</li>");
     }
     body.push_str("</ol>");
+    if !report.rejected.is_empty() {
+        body.push_str(r#"<h2>Ruled out</h2><ul id="rejected">"#);
+        for r in &report.rejected {
+            let _ = write!(
+                body,
+                r#"<li><span class="mono">{}</span>: {}</li>"#,
+                escape(&r.id),
+                escape(&r.why)
+            );
+        }
+        body.push_str("</ul>");
+    }
     let json = serde_json::to_string_pretty(&report).unwrap_or_default();
     let _ = write!(
         body,

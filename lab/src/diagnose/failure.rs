@@ -117,13 +117,56 @@ impl Collisions {
         let (all, failed) = self.posts?;
         (all > 0.0).then(|| failed / all)
     }
+
+    /// What chance makes of the failures: a minute's POSTs fail by chance
+    /// about `chance × POSTs` times, give or take that count's Poisson
+    /// spread; only more than [`SPREADS`] spreads (and [`SLACK`] failures)
+    /// above it is someone repeating names.
+    pub fn odds(&self) -> Odds {
+        let chance = self.chance();
+        let Some((all, failed)) = self.posts.filter(|(all, _)| *all > 0.0) else {
+            return if chance < NEGLIGIBLE_CHANCE {
+                Odds::Exceeded
+            } else {
+                Odds::Unknown
+            };
+        };
+        let expected = chance * all * 60.0;
+        if failed * 60.0 > expected + SPREADS * expected.sqrt() + SLACK {
+            Odds::Exceeded
+        } else if chance >= CROWDED {
+            Odds::Crowded
+        } else {
+            Odds::Chance
+        }
+    }
 }
 
-/// A repeat that chance explains fails this much more often at most.
-const CHANCE_MARGIN: f64 = 2.0;
+/// What a table's fill makes of its POSTs' unique violations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Odds {
+    /// More than chance explains: someone repeats names.
+    Exceeded,
+    /// As often as chance, and the table full enough that users notice.
+    Crowded,
+    /// As often as chance, now and then: the system working.
+    Chance,
+    /// The scrapes do not show the POSTs yet, and chance is not negligible.
+    Unknown,
+}
+
+/// How far above what chance predicts a minute's failures may be, in
+/// Poisson spreads (its square root) and in failures: a table of a few
+/// thousand names refuses a handful a minute, and twice as many now and
+/// then.
+const SPREADS: f64 = 3.0;
+const SLACK: f64 = 3.0;
 /// Below this chance, a repeat is the requester's, even before the
 /// scrapes show how often POSTs fail.
 const NEGLIGIBLE_CHANCE: f64 = 0.01;
+/// From this chance on, a table refuses so many new names that the
+/// failures are a fault of its data.
+const CROWDED: f64 = 0.2;
 
 /// POSTs to one beast by status over the last minute (`<beast>`).
 const POSTS_QUERY: &str =
@@ -218,6 +261,7 @@ fn failure_of(trace_id: &str, spans: &[TraceSpan], log_lines: &[LogLine]) -> Opt
         postgres_answers: None,
         idle_in_transaction: None,
         dropped_by: None,
+        collisions: None,
     })
 }
 
@@ -591,8 +635,8 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
             ),
             trace_id: None,
         });
-        match failing {
-            Some(f) if f <= CHANCE_MARGIN * chance => {
+        match c.odds() {
+            Odds::Chance => {
                 return Diagnosis {
                     status: "healthy",
                     root_cause: None,
@@ -601,16 +645,17 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
                         id: "duplicate-name".into(),
                         why: format!(
                             "{:.1}% of the POSTs to {} failed, as chance predicts with {:.1}% of names taken",
-                            f * 100.0,
+                            failing.unwrap_or_default() * 100.0,
                             c.table,
                             chance * 100.0
                         ),
                     }],
                 };
             }
-            None if chance >= NEGLIGIBLE_CHANCE => return unexplained(evidence),
-            _ => {}
+            Odds::Unknown => return unexplained(evidence),
+            Odds::Exceeded | Odds::Crowded => {}
         }
+        failure.collisions = Some(c.clone());
     }
     // A cause the evidence cannot tell apart from another yet is not
     // named: the learner reads "still looking", never a guess.
@@ -627,7 +672,7 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
         status: "fault",
         root_cause: rules::explain(&failure),
         evidence,
-        rejected: Vec::new(),
+        rejected: rules::rejected(&failure),
     }
 }
 
@@ -733,6 +778,60 @@ pub(super) mod tests {
             }
             assert_eq!(judge(&snapshot), verdict, "{name}: judging twice differs");
         }
+    }
+
+    #[test]
+    fn a_named_cause_says_why_each_rule_ranked_above_it_does_not_fit() {
+        let ids = |d: &Diagnosis| d.rejected.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let null = judge(&snapshot("null-name", FIXTURES[0].1));
+        assert_eq!(ids(&null), ["bad-deploy"]);
+        assert!(
+            null.rejected[0].why.contains("the server read a name"),
+            "{null:#?}"
+        );
+        let wipe = judge(&snapshot("table-wipe", FIXTURES[5].1));
+        assert_eq!(
+            ids(&wipe),
+            [
+                "bad-deploy",
+                "null-name",
+                "missing-name",
+                "table-crowded",
+                "duplicate-name"
+            ]
+        );
+        assert!(
+            wipe.rejected
+                .iter()
+                .all(|r| r.why.contains("SQLSTATE 42P01"))
+        );
+    }
+
+    #[test]
+    fn repeated_names_are_weighed_against_what_the_tables_fill_predicts() {
+        let odds = |rows: i64, posts: Option<(f64, f64)>| {
+            Collisions {
+                table: "unicorn".into(),
+                rows,
+                posts,
+            }
+            .odds()
+        };
+        // A day's names: a tenth taken, a tenth of POSTs failing.
+        assert_eq!(odds(30_000, Some((2.0, 0.2))), Odds::Chance);
+        // A few thousand names: 7 failures a minute where 3 are expected
+        // is a Poisson count's spread, as a live lab showed.
+        assert_eq!(odds(8_056, Some((2.0, 7.0 / 60.0))), Odds::Chance);
+        // The duplicate-name fault on a fresh table (captured).
+        assert_eq!(odds(42, Some((1.69, 0.83))), Odds::Exceeded);
+        // And on a table a day old: far more than its fill explains.
+        assert_eq!(odds(30_000, Some((2.0, 1.0))), Odds::Exceeded);
+        // Four names in five taken: the data, not the requester.
+        assert_eq!(odds(250_000, Some((2.0, 1.6))), Odds::Crowded);
+        // Before the scrapes show the POSTs: a fresh table cannot explain
+        // repeats, a full one might.
+        assert_eq!(odds(42, None), Odds::Exceeded);
+        assert_eq!(odds(30_000, None), Odds::Unknown);
     }
 
     #[test]

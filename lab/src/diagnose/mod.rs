@@ -92,6 +92,8 @@ pub struct Failure {
     /// The service whose traced `DROP` statement removed the tables, when
     /// a table is missing and one did (`None` when none was traced).
     pub dropped_by: Option<String>,
+    /// For a repeated name: the table's fill and its POSTs' failures.
+    pub collisions: Option<failure::Collisions>,
 }
 
 /// Sessions holding a transaction open and doing nothing: what a leaked
@@ -395,6 +397,13 @@ mod tests {
             None,
         ),
         (
+            // Four in five of the requester's names loaded by hand into
+            // unicorn: its POSTs fail as often as chance predicts.
+            "table-crowded",
+            include_str!("../../../tests/fixtures/diagnosis/table-crowded.json"),
+            Some(("table-crowded", "postgres")),
+        ),
+        (
             "null-name",
             include_str!("../../../tests/fixtures/diagnosis/null-name.json"),
             Some(("null-name", "mythical-server")),
@@ -488,12 +497,18 @@ mod tests {
         }
     }
 
+    /// Detectors that also fire on a capture, rightly, ranked below its
+    /// verdict: the 250,000 names loaded into unicorn slowed its
+    /// statements for a moment, and those calls are still in the window.
+    const ALSO_FIRING: &[(&str, &str)] = &[("table-crowded", "slow-query")];
+
     #[test]
     fn no_other_quiet_or_network_detector_fires_on_any_capture() {
         for (name, text, expected) in FIXTURES {
             let snapshot = snapshot(name, text);
             let mut fired = network::firing(&snapshot.network);
             fired.extend(snapshot.quiet.iter().flat_map(quiet::firing));
+            fired.retain(|id| !ALSO_FIRING.contains(&(name, id)));
             let own: Vec<&str> = expected
                 .iter()
                 .map(|(id, _)| *id)

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::Failure;
+use super::failure::Odds;
 
 /// The diagnosed cause, in the stable shape of `lab diagnose --json`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -46,30 +47,56 @@ fn name_sent(failure: &Failure) -> Option<bool> {
 }
 
 struct Rule {
+    id: &'static str,
+    /// What the rule takes, for the report of a failure it does not fit.
+    needs: &'static str,
     applies: fn(&Failure) -> Option<RootCause>,
 }
 
 const RULES: &[Rule] = &[
     Rule {
+        id: "bad-deploy",
+        needs: "NULL refused for a missing name, and failures from the requester's 2.0.0 alone",
         applies: bad_deploy,
     },
-    Rule { applies: null_name },
     Rule {
+        id: "null-name",
+        needs: "NULL refused although the server read a name",
+        applies: null_name,
+    },
+    Rule {
+        id: "missing-name",
+        needs: "NULL refused for a name the request did not carry, from both versions",
         applies: missing_name,
     },
     Rule {
+        id: "table-crowded",
+        needs: "a unique violation (23505) as often as the table's fill predicts, with a fifth of the names taken",
+        applies: table_crowded,
+    },
+    Rule {
+        id: "duplicate-name",
+        needs: "a unique violation (23505) more often than the table's fill explains",
         applies: duplicate_name,
     },
     Rule {
+        id: "table-wipe",
+        needs: "a missing table (42P01)",
         applies: table_wipe,
     },
     Rule {
+        id: "pool-exhaustion",
+        needs: "no connection to be had while Postgres answers the lab",
         applies: pool_exhaustion,
     },
     Rule {
+        id: "schema-change",
+        needs: "a refusal the catalogue's column explains and the lab's schema would not make",
         applies: schema_change,
     },
     Rule {
+        id: "database-error",
+        needs: "a SQLSTATE",
         applies: database_error,
     },
 ];
@@ -77,6 +104,47 @@ const RULES: &[Rule] = &[
 /// The first rule that explains the failure.
 pub fn explain(failure: &Failure) -> Option<RootCause> {
     RULES.iter().find_map(|rule| (rule.applies)(failure))
+}
+
+/// The rules ranked above the one that explains the failure (all, when
+/// none does), each with what it takes and what the failure showed.
+pub fn rejected(failure: &Failure) -> Vec<super::Rejected> {
+    RULES
+        .iter()
+        .take_while(|rule| (rule.applies)(failure).is_none())
+        .map(|rule| super::Rejected {
+            id: rule.id.into(),
+            why: format!("it takes {}; {}", rule.needs, facts(failure)),
+        })
+        .collect()
+}
+
+/// What the failing call showed, in a few words.
+fn facts(failure: &Failure) -> String {
+    let mut said = vec![format!(
+        "the call failed with SQLSTATE {} on {}",
+        failure.sqlstate.as_deref().unwrap_or("none"),
+        failure.table.as_deref().unwrap_or("no table")
+    )];
+    if let Some(bound) = &failure.bound {
+        said.push(format!("bound {bound}"));
+    }
+    match name_received(failure) {
+        Some(true) => said.push("the server read a name".into()),
+        Some(false) => said.push("the server read no name".into()),
+        None => {}
+    }
+    if let Some((old, new)) = failure.failing_by_version {
+        said.push(format!("failing by version: 1.9.2 {old}, 2.0.0 {new}"));
+    }
+    if let Some(answers) = failure.postgres_answers {
+        said.push(if answers {
+            "Postgres answers the lab".into()
+        } else {
+            "Postgres does not answer the lab".into()
+        });
+    }
+    said.join(", ")
 }
 
 fn not_null_column(failure: &Failure) -> Option<String> {
@@ -188,16 +256,53 @@ fn bad_deploy(failure: &Failure) -> Option<RootCause> {
     })
 }
 
-/// 23505 on the name's UNIQUE constraint: the requester repeats names.
+/// 23505 on the name's UNIQUE constraint more often than chance: the
+/// requester repeats names.
 fn duplicate_name(failure: &Failure) -> Option<RootCause> {
-    (failure.sqlstate.as_deref() == Some("23505")).then(|| RootCause {
+    let chance = failure.collisions.as_ref().map(|c| c.chance());
+    (failure.sqlstate.as_deref() == Some("23505")
+        && failure
+            .collisions
+            .as_ref()
+            .is_none_or(|c| c.odds() == Odds::Exceeded))
+    .then(|| RootCause {
         id: "duplicate-name".into(),
         service: "mythical-requester".into(),
         summary: format!(
-            "{} refuses names that already exist: mythical-requester keeps sending the same name",
-            failure.table.as_deref().unwrap_or("the table")
+            "{} refuses names that already exist{}: mythical-requester keeps sending the same name",
+            failure.table.as_deref().unwrap_or("the table"),
+            match (chance, failure.collisions.as_ref().and_then(|c| c.failing())) {
+                (Some(chance), Some(failing)) => format!(
+                    " ({:.0}% of its POSTs fail, where the {:.1}% of names it holds would refuse that many)",
+                    failing * 100.0,
+                    chance * 100.0
+                ),
+                _ => String::new(),
+            }
         ),
         message: failure.message.clone(),
+    })
+}
+
+/// 23505 as often as the table's fill predicts, and the table holding so
+/// many of the names the requester draws that new ones fail often: the
+/// data fills the table, not a requester repeating itself.
+fn table_crowded(failure: &Failure) -> Option<RootCause> {
+    let collisions = failure.collisions.as_ref()?;
+    (failure.sqlstate.as_deref() == Some("23505") && collisions.odds() == Odds::Crowded).then(|| {
+        RootCause {
+            id: "table-crowded".into(),
+            service: "postgres".into(),
+            summary: format!(
+                "{} holds {} of the {} names the requester draws from, so {:.0}% of new names are already taken and POSTs fail as often ({:.0}%): the table's data, not the requester, must change",
+                collisions.table,
+                collisions.rows,
+                mythical_services::requester::NAME_SPACE,
+                collisions.chance() * 100.0,
+                collisions.failing().unwrap_or_default() * 100.0
+            ),
+            message: failure.message.clone(),
+        }
     })
 }
 
@@ -345,6 +450,7 @@ mod tests {
             postgres_answers: None,
             idle_in_transaction: None,
             dropped_by: None,
+            collisions: None,
         }
     }
 

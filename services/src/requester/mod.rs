@@ -26,7 +26,7 @@ use prometheus_client::registry::Registry;
 use rand::RngExt;
 use serde_json::Value;
 
-pub use names::NAME_SPACE;
+pub use names::{NAME_SPACE, random_name};
 pub use traffic::{Traffic, TrafficSetting};
 
 use crate::config::{env_flag, env_parse, env_var, listen_addr};
