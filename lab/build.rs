@@ -1,7 +1,8 @@
 //! Builds the lab's own files into the binary, so an installed `lab` needs
 //! no source tree: every file under `docker/` (Alloy, Tempo, Loki, Mimir,
 //! Pyroscope, Grafana's provisioning and dashboards) and every scenario
-//! under `scenarios/`.
+//! under `scenarios/`; and lists the infrastructure fault kinds of
+//! `src/faults/`, one file each.
 
 use std::path::{Path, PathBuf};
 
@@ -52,4 +53,12 @@ fn embed(folder: &str, name: &str) {
 fn main() {
     embed("docker", "docker_files.rs");
     embed("scenarios", "scenario_files.rs");
+    lab_build_support::Kinds {
+        folder: "src/faults",
+        kind_type: "InfraKind",
+        slice: "INFRA_FAULTS",
+        visibility: "",
+        out: "infra_kinds.rs",
+    }
+    .write();
 }

@@ -414,8 +414,12 @@ fn the_reference_fault_and_its_twin_are_diagnosed_to_the_right_service() {
 
     let unknown = lab(&state, &["fault", "inject", "gremlins"]);
     assert_eq!(unknown.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&unknown.stderr);
     assert!(
-        String::from_utf8_lossy(&unknown.stderr).contains("the kinds are null-name, missing-name")
+        said.contains(
+            "unknown fault kind `gremlins`: the kinds are bad-deploy, broken-propagation,"
+        ) && said.contains(" null-name,"),
+        "{said}"
     );
 
     assert!(lab(&state, &["down", "--volumes"]).status.success());

@@ -348,7 +348,6 @@ pub async fn guide(State(console): State<Arc<Console>>, Query(params): Params) -
             format!("{e:#}"),
         )
     })?;
-    let grafana = Console::grafana(&lab);
     let mut body = note(&params);
     let _ = write!(
         body,
@@ -357,184 +356,24 @@ pub async fn guide(State(console): State<Arc<Console>>, Query(params): Params) -
         escape(&scenario.id),
         escape(scenario.story.trim())
     );
-    body.push_str(r#"<ol class="steps" aria-label="Steps">"#);
-    for (i, step) in scenario.steps.iter().enumerate() {
-        let mark = if progress.passed[i] { "✓ " } else { "" };
-        let current = if i == progress.step {
-            r#" class="current" aria-current="step""#
-        } else {
-            ""
-        };
-        let _ = write!(
-            body,
-            "<li{current}>{mark}{}. {}</li>",
-            i + 1,
-            escape(&step.title)
-        );
-    }
-    let current = if progress.step == scenario.steps.len() {
-        r#" class="current" aria-current="step""#
-    } else {
-        ""
-    };
-    let _ = write!(body, "<li{current}>Question</li></ol>");
-
+    body.push_str(&steps_list(scenario, &progress));
     if let Some(step) = scenario.steps.get(progress.step) {
-        let i = progress.step;
-        let _ = write!(
-            body,
-            r#"<section id="step" data-step="{i}"><h2>Step {} of {}: {}</h2><p>{}</p>"#,
-            i + 1,
-            scenario.steps.len(),
-            escape(&step.title),
-            escape(step.text.trim())
-        );
-        let explore = grafana
-            .as_deref()
-            .and_then(|g| guide::explore_link(g, step));
-        body.push_str(&html::query_box(
-            step.query.language.as_str(),
-            &step.query.text,
-            explore.as_deref(),
-        ));
-        body.push_str(&guide_form("run", scenario, i, "Run the query", ""));
-        if let Some(link) = view_link(&step.query) {
-            let _ = write!(
-                body,
-                r#" <a href="{}">Open in the console's view</a>"#,
-                escape(&link)
-            );
-        }
         let run = console
             .runs
             .lock()
             .expect("the runs are never poisoned")
-            .get(&(scenario.id.clone(), i))
+            .get(&(scenario.id.clone(), progress.step))
             .cloned();
-        match run.map(|r| r.outcome) {
-            Some(Ok(outcome)) => {
-                if outcome.passed {
-                    let _ = write!(
-                        body,
-                        r#"<p id="verdict" class="good" role="status">✓ The result shows what this step looks for ({} results).</p>"#,
-                        outcome.results
-                    );
-                } else {
-                    let _ = write!(
-                        body,
-                        r#"<p id="verdict" class="bad" role="status">✗ Not yet: {} ({} results).</p>"#,
-                        escape(&outcome.unmet.join("; ")),
-                        outcome.results
-                    );
-                }
-                let _ = write!(
-                    body,
-                    r#"<pre id="result">{}</pre>"#,
-                    html::link_trace_ids(&outcome.shown)
-                );
-            }
-            Some(Err(e)) => {
-                let _ = write!(
-                    body,
-                    r#"<p id="verdict" class="bad" role="alert">✗ The query failed: {}</p>"#,
-                    escape(&e)
-                );
-            }
-            None if progress.passed[i] => {
-                body.push_str(r#"<p id="verdict" class="good">✓ This step passed before.</p>"#)
-            }
-            None => {}
-        }
-        let shown = progress.hints[i].min(step.hints.len());
-        if shown > 0 {
-            body.push_str(r#"<h3>Hints</h3><ol id="hints">"#);
-            for hint in &step.hints[..shown] {
-                let _ = write!(body, "<li>{}</li>", escape(hint));
-            }
-            body.push_str("</ol>");
-        }
-        body.push_str("<p>");
-        if shown < step.hints.len() {
-            body.push_str(&guide_form(
-                "hint",
-                scenario,
-                i,
-                &format!("Show a hint ({} left)", step.hints.len() - shown),
-                "secondary",
-            ));
-            body.push(' ');
-        }
-        if i > 0 {
-            body.push_str(&guide_form("back", scenario, i, "Back", "secondary"));
-            body.push(' ');
-        }
-        body.push_str(&guide_form(
-            "next",
+        let grafana = Console::grafana(&lab);
+        body.push_str(&step_section(
             scenario,
-            i,
-            if progress.passed[i] {
-                "Next step"
-            } else {
-                "Next step (without a passing check)"
-            },
-            "",
+            step,
+            &progress,
+            run,
+            grafana.as_deref(),
         ));
-        body.push_str("</p></section>");
     } else {
-        let q = &scenario.question;
-        let _ = write!(
-            body,
-            r#"<section id="question"><h2>Question</h2><form method="post" action="/actions/guide/answer"><fieldset><legend>{}</legend><input type="hidden" name="id" value="{}">"#,
-            escape(&q.text),
-            escape(&scenario.id)
-        );
-        if q.choices.is_empty() {
-            body.push_str(r#"<label for="answer">Your answer <input type="text" id="answer" name="answer" required></label>"#);
-        } else {
-            for (n, choice) in q.choices.iter().enumerate() {
-                let checked = if progress.answer.as_deref() == Some(choice.as_str()) {
-                    " checked"
-                } else {
-                    ""
-                };
-                let _ = write!(
-                    body,
-                    r#"<div><input type="radio" id="choice-{n}" name="answer" value="{}" required{checked}> <label for="choice-{n}">{}</label></div>"#,
-                    escape(choice),
-                    escape(choice)
-                );
-            }
-        }
-        body.push_str(r#"</fieldset><p><button type="submit">Answer</button></p></form>"#);
-        match progress.answered_right {
-            Some(true) => {
-                let _ = write!(
-                    body,
-                    r#"<p id="answer-verdict" class="good" role="status">✓ Right: {}.</p><p>{}</p><p><code>lab scenario stop</code> or the Scenarios page clears the faults; <a href="/diagnose">Diagnose</a> shows the whole chain.</p>"#,
-                    escape(progress.answer.as_deref().unwrap_or_default()),
-                    escape(scenario.solution.trim())
-                );
-            }
-            Some(false) => {
-                let _ = write!(
-                    body,
-                    r#"<p id="answer-verdict" class="bad" role="status">✗ Not {}: look again at the evidence, or go back for a hint.</p>"#,
-                    escape(progress.answer.as_deref().unwrap_or_default())
-                );
-            }
-            None => {}
-        }
-        body.push_str("<p>");
-        if !scenario.steps.is_empty() {
-            body.push_str(&guide_form(
-                "back",
-                scenario,
-                scenario.steps.len(),
-                "Back to the steps",
-                "secondary",
-            ));
-        }
-        body.push_str("</p></section>");
+        body.push_str(&question_section(scenario, &progress));
     }
     body.push_str("<p>");
     body.push_str(&guide_form(
@@ -551,6 +390,196 @@ pub async fn guide(State(console): State<Arc<Console>>, Query(params): Params) -
         &body,
     ))
     .into_response())
+}
+
+/// The steps and the question, each passed one ticked, the current one
+/// marked.
+fn steps_list(scenario: &Scenario, progress: &Progress) -> String {
+    let mut body = String::from(r#"<ol class="steps" aria-label="Steps">"#);
+    let current = |i: usize| {
+        if i == progress.step {
+            r#" class="current" aria-current="step""#
+        } else {
+            ""
+        }
+    };
+    for (i, step) in scenario.steps.iter().enumerate() {
+        let mark = if progress.passed[i] { "✓ " } else { "" };
+        let _ = write!(
+            body,
+            "<li{}>{mark}{}. {}</li>",
+            current(i),
+            i + 1,
+            escape(&step.title)
+        );
+    }
+    let _ = write!(
+        body,
+        "<li{}>Question</li></ol>",
+        current(scenario.steps.len())
+    );
+    body
+}
+
+/// The current step: its text and query, the last run's verdict, the
+/// hints shown so far, and the way on.
+fn step_section(
+    scenario: &Scenario,
+    step: &crate::scenario::Step,
+    progress: &Progress,
+    run: Option<StepRun>,
+    grafana: Option<&str>,
+) -> String {
+    let i = progress.step;
+    let mut body = format!(
+        r#"<section id="step" data-step="{i}"><h2>Step {} of {}: {}</h2><p>{}</p>"#,
+        i + 1,
+        scenario.steps.len(),
+        escape(&step.title),
+        escape(step.text.trim())
+    );
+    let explore = grafana.and_then(|g| guide::explore_link(g, step));
+    body.push_str(&html::query_box(
+        step.query.language.as_str(),
+        &step.query.text,
+        explore.as_deref(),
+    ));
+    body.push_str(&guide_form("run", scenario, i, "Run the query", ""));
+    if let Some(link) = view_link(&step.query) {
+        let _ = write!(
+            body,
+            r#" <a href="{}">Open in the console's view</a>"#,
+            escape(&link)
+        );
+    }
+    match run.map(|r| r.outcome) {
+        Some(Ok(outcome)) => {
+            if outcome.passed {
+                let _ = write!(
+                    body,
+                    r#"<p id="verdict" class="good" role="status">✓ The result shows what this step looks for ({} results).</p>"#,
+                    outcome.results
+                );
+            } else {
+                let _ = write!(
+                    body,
+                    r#"<p id="verdict" class="bad" role="status">✗ Not yet: {} ({} results).</p>"#,
+                    escape(&outcome.unmet.join("; ")),
+                    outcome.results
+                );
+            }
+            let _ = write!(
+                body,
+                r#"<pre id="result">{}</pre>"#,
+                html::link_trace_ids(&outcome.shown)
+            );
+        }
+        Some(Err(e)) => {
+            let _ = write!(
+                body,
+                r#"<p id="verdict" class="bad" role="alert">✗ The query failed: {}</p>"#,
+                escape(&e)
+            );
+        }
+        None if progress.passed[i] => {
+            body.push_str(r#"<p id="verdict" class="good">✓ This step passed before.</p>"#)
+        }
+        None => {}
+    }
+    let shown = progress.hints[i].min(step.hints.len());
+    if shown > 0 {
+        body.push_str(r#"<h3>Hints</h3><ol id="hints">"#);
+        for hint in &step.hints[..shown] {
+            let _ = write!(body, "<li>{}</li>", escape(hint));
+        }
+        body.push_str("</ol>");
+    }
+    body.push_str("<p>");
+    if shown < step.hints.len() {
+        body.push_str(&guide_form(
+            "hint",
+            scenario,
+            i,
+            &format!("Show a hint ({} left)", step.hints.len() - shown),
+            "secondary",
+        ));
+        body.push(' ');
+    }
+    if i > 0 {
+        body.push_str(&guide_form("back", scenario, i, "Back", "secondary"));
+        body.push(' ');
+    }
+    body.push_str(&guide_form(
+        "next",
+        scenario,
+        i,
+        if progress.passed[i] {
+            "Next step"
+        } else {
+            "Next step (without a passing check)"
+        },
+        "",
+    ));
+    body.push_str("</p></section>");
+    body
+}
+
+/// The final question, its choices, and the verdict on the answer given.
+fn question_section(scenario: &Scenario, progress: &Progress) -> String {
+    let q = &scenario.question;
+    let mut body = format!(
+        r#"<section id="question"><h2>Question</h2><form method="post" action="/actions/guide/answer"><fieldset><legend>{}</legend><input type="hidden" name="id" value="{}">"#,
+        escape(&q.text),
+        escape(&scenario.id)
+    );
+    if q.choices.is_empty() {
+        body.push_str(r#"<label for="answer">Your answer <input type="text" id="answer" name="answer" required></label>"#);
+    } else {
+        for (n, choice) in q.choices.iter().enumerate() {
+            let checked = if progress.answer.as_deref() == Some(choice.as_str()) {
+                " checked"
+            } else {
+                ""
+            };
+            let _ = write!(
+                body,
+                r#"<div><input type="radio" id="choice-{n}" name="answer" value="{}" required{checked}> <label for="choice-{n}">{}</label></div>"#,
+                escape(choice),
+                escape(choice)
+            );
+        }
+    }
+    body.push_str(r#"</fieldset><p><button type="submit">Answer</button></p></form>"#);
+    match progress.answered_right {
+        Some(true) => {
+            let _ = write!(
+                body,
+                r#"<p id="answer-verdict" class="good" role="status">✓ Right: {}.</p><p>{}</p><p><code>lab scenario stop</code> or the Scenarios page clears the faults; <a href="/diagnose">Diagnose</a> shows the whole chain.</p>"#,
+                escape(progress.answer.as_deref().unwrap_or_default()),
+                escape(scenario.solution.trim())
+            );
+        }
+        Some(false) => {
+            let _ = write!(
+                body,
+                r#"<p id="answer-verdict" class="bad" role="status">✗ Not {}: look again at the evidence, or go back for a hint.</p>"#,
+                escape(progress.answer.as_deref().unwrap_or_default())
+            );
+        }
+        None => {}
+    }
+    body.push_str("<p>");
+    if !scenario.steps.is_empty() {
+        body.push_str(&guide_form(
+            "back",
+            scenario,
+            scenario.steps.len(),
+            "Back to the steps",
+            "secondary",
+        ));
+    }
+    body.push_str("</p></section>");
+    body
 }
 
 /// A diagnosis and when and over what window it ran.

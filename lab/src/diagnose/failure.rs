@@ -450,51 +450,18 @@ fn log_query(trace_id: &str) -> String {
 
 /// The verdict on a snapshot, with every piece of evidence it rests on.
 pub fn judge(snapshot: &Snapshot) -> Diagnosis {
-    let mut evidence = vec![Evidence {
-        signal: "metrics",
-        query: RATE_QUERY.into(),
-        finding: if snapshot.failing_beasts.is_empty() {
-            "no 5xx in the scraped request times yet".into()
-        } else {
-            snapshot
-                .failing_beasts
-                .iter()
-                .map(|(b, r)| format!("{b}: {r:.2} errors/s"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
-        trace_id: None,
-    }];
     let unexplained = |evidence| Diagnosis {
         status: "fault",
         root_cause: None,
         evidence,
         rejected: Vec::new(),
     };
+    let mut evidence = vec![rates_evidence(&snapshot.failing_beasts)];
     let Some((newest, _)) = snapshot.failing_traces.first() else {
         return unexplained(evidence);
     };
     let trace_id = snapshot.trace_id.as_ref().unwrap_or(newest);
-    let since = snapshot
-        .failing_traces
-        .iter()
-        .map(|t| t.1)
-        .min()
-        .map_or_else(|| "?".into(), crate::render::clock);
-    evidence.push(Evidence {
-        signal: "traces",
-        query: FAILING_QUERY.into(),
-        finding: format!(
-            "{} traces with a failing database span in the last minute, the first at {since} UTC; newest {newest}{}",
-            snapshot.failing_traces.len(),
-            if trace_id == newest {
-                String::new()
-            } else {
-                format!(", the newest whole one {trace_id}")
-            }
-        ),
-        trace_id: Some(trace_id.clone()),
-    });
+    evidence.push(traces_evidence(snapshot, newest, trace_id));
     // Half a trace reads as another fault (no server span: no name
     // received); it is judged once whole, or once no more of it can come.
     if snapshot.taken_at != 0
@@ -517,18 +484,7 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
     };
     if let Some(drops) = &snapshot.drops {
         failure.dropped_by = drops.by.clone();
-        evidence.push(Evidence {
-            signal: "traces",
-            query: DROP_QUERY.into(),
-            finding: match (&drops.newest, &drops.by) {
-                (Some(newest), Some(service)) => format!(
-                    "{} traced DROP statements in the last 15 minutes, by {service}; newest {newest}",
-                    drops.traces
-                ),
-                _ => "no service traced a DROP in the last 15 minutes".into(),
-            },
-            trace_id: drops.newest.clone(),
-        });
+        evidence.push(drops.evidence());
     }
     if let Some((old, new)) = snapshot.by_version {
         failure.failing_by_version = Some((old, new));
@@ -544,40 +500,9 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
     if let Some(pool) = &snapshot.pool {
         failure.postgres_answers = Some(pool.answers);
         failure.idle_in_transaction = pool.idle_in_transaction;
-        evidence.push(Evidence {
-            signal: "database",
-            query: IDLE_IN_TRANSACTION_SQL.into(),
-            finding: if pool.answers {
-                format!(
-                    "Postgres answers the lab at once; {} sessions sit idle in transaction",
-                    pool.idle_in_transaction
-                        .map_or("?".into(), |n| n.to_string())
-                )
-            } else {
-                "Postgres does not answer the lab either".into()
-            },
-            trace_id: None,
-        });
+        evidence.push(pool.evidence());
     }
-    evidence.push(Evidence {
-        signal: "traces",
-        query: format!("trace {trace_id}"),
-        finding: format!(
-            "deepest failing span: {} in {} — {} (SQLSTATE {}); bound {}; the server read the name {} from a body of {} bytes, the requester sent {} bytes (`{{}}` is {EMPTY_BODY})",
-            failure.span_name,
-            failure.service,
-            failure.message,
-            failure.sqlstate.as_deref().unwrap_or("?"),
-            failure.bound.as_deref().unwrap_or("?"),
-            failure
-                .received_name
-                .as_deref()
-                .map_or("(none)".to_owned(), |n| format!("`{n}`")),
-            failure.received_bytes.map_or("?".into(), |b| b.to_string()),
-            failure.sent_bytes.map_or("?".into(), |b| b.to_string()),
-        ),
-        trace_id: Some(trace_id.clone()),
-    });
+    evidence.push(deepest_evidence(&failure));
     evidence.push(Evidence {
         signal: "logs",
         query: log_query(trace_id),
@@ -589,73 +514,26 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
     });
     if let Some(info) = &snapshot.schema {
         failure.schema = Some(info.clone());
-        let constraints: Vec<String> = info
-            .constraints
-            .iter()
-            .map(|c| format!("{} {}", c.name, c.definition))
-            .collect();
-        evidence.push(Evidence {
-            signal: "database",
-            query: mythical_storage::catalogue::COLUMN_SQL
-                .replace("$1", &format!("'{}'", info.table))
-                .replace("$2", &format!("'{}'", info.column)),
-            finding: format!(
-                "{}.{} is {} {}({}) — is_nullable = {}; constraints: {}",
-                info.table,
-                info.column,
-                info.data_type,
-                if info.is_nullable { "" } else { "NOT NULL " },
-                info.max_length.map_or(String::new(), |l| l.to_string()),
-                if info.is_nullable { "YES" } else { "NO" },
-                constraints.join(", ")
-            ),
-            trace_id: None,
-        });
+        evidence.push(schema_evidence(info));
     }
     // A table that holds many of the names the requester can draw refuses
     // some new ones by chance: that is the system working, not a fault.
     if let Some(c) = &snapshot.collisions
         && failure.sqlstate.as_deref() == Some("23505")
     {
-        let chance = c.chance();
-        let failing = c.failing();
-        evidence.push(Evidence {
-            signal: "database",
-            query: format!("SELECT count(*) FROM {}", c.table),
-            finding: format!(
-                "{} holds {} of the {} names the requester draws from: {:.1}% of new names are taken by chance; {}",
-                c.table,
-                c.rows,
-                mythical_services::requester::NAME_SPACE,
-                chance * 100.0,
-                failing.map_or("its POSTs' outcomes are not scraped yet".into(), |f| format!(
-                    "{:.1}% of its POSTs failed in the last minute",
-                    f * 100.0
-                ))
-            ),
-            trace_id: None,
-        });
+        evidence.push(c.evidence());
         match c.odds() {
             Odds::Chance => {
                 return Diagnosis {
                     status: "healthy",
                     root_cause: None,
                     evidence,
-                    rejected: vec![super::Rejected {
-                        id: "duplicate-name".into(),
-                        why: format!(
-                            "{:.1}% of the POSTs to {} failed, as chance predicts with {:.1}% of names taken",
-                            failing.unwrap_or_default() * 100.0,
-                            c.table,
-                            chance * 100.0
-                        ),
-                    }],
+                    rejected: vec![c.rejected()],
                 };
             }
             Odds::Unknown => return unexplained(evidence),
-            Odds::Exceeded | Odds::Crowded => {}
+            Odds::Exceeded | Odds::Crowded => failure.collisions = Some(c.clone()),
         }
-        failure.collisions = Some(c.clone());
     }
     // A cause the evidence cannot tell apart from another yet is not
     // named: the learner reads "still looking", never a guess.
@@ -673,6 +551,167 @@ pub fn judge(snapshot: &Snapshot) -> Diagnosis {
         root_cause: rules::explain(&failure),
         evidence,
         rejected: rules::rejected(&failure),
+    }
+}
+
+/// The 5xx rates by beast.
+fn rates_evidence(failing_beasts: &[(String, f64)]) -> Evidence {
+    Evidence {
+        signal: "metrics",
+        query: RATE_QUERY.into(),
+        finding: if failing_beasts.is_empty() {
+            "no 5xx in the scraped request times yet".into()
+        } else {
+            failing_beasts
+                .iter()
+                .map(|(b, r)| format!("{b}: {r:.2} errors/s"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        trace_id: None,
+    }
+}
+
+/// How many traces fail, since when, and which one is judged.
+fn traces_evidence(snapshot: &Snapshot, newest: &str, judged: &str) -> Evidence {
+    let since = snapshot
+        .failing_traces
+        .iter()
+        .map(|t| t.1)
+        .min()
+        .map_or_else(|| "?".into(), crate::render::clock);
+    Evidence {
+        signal: "traces",
+        query: FAILING_QUERY.into(),
+        finding: format!(
+            "{} traces with a failing database span in the last minute, the first at {since} UTC; newest {newest}{}",
+            snapshot.failing_traces.len(),
+            if judged == newest {
+                String::new()
+            } else {
+                format!(", the newest whole one {judged}")
+            }
+        ),
+        trace_id: Some(judged.to_owned()),
+    }
+}
+
+/// The failing span and what the spans above it received and sent.
+fn deepest_evidence(failure: &Failure) -> Evidence {
+    Evidence {
+        signal: "traces",
+        query: format!("trace {}", failure.trace_id),
+        finding: format!(
+            "deepest failing span: {} in {} — {} (SQLSTATE {}); bound {}; the server read the name {} from a body of {} bytes, the requester sent {} bytes (`{{}}` is {EMPTY_BODY})",
+            failure.span_name,
+            failure.service,
+            failure.message,
+            failure.sqlstate.as_deref().unwrap_or("?"),
+            failure.bound.as_deref().unwrap_or("?"),
+            failure
+                .received_name
+                .as_deref()
+                .map_or("(none)".to_owned(), |n| format!("`{n}`")),
+            failure.received_bytes.map_or("?".into(), |b| b.to_string()),
+            failure.sent_bytes.map_or("?".into(), |b| b.to_string()),
+        ),
+        trace_id: Some(failure.trace_id.clone()),
+    }
+}
+
+/// The failing column as the catalogue describes it.
+fn schema_evidence(info: &ColumnInfo) -> Evidence {
+    let constraints: Vec<String> = info
+        .constraints
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.definition))
+        .collect();
+    Evidence {
+        signal: "database",
+        query: mythical_storage::catalogue::COLUMN_SQL
+            .replace("$1", &format!("'{}'", info.table))
+            .replace("$2", &format!("'{}'", info.column)),
+        finding: format!(
+            "{}.{} is {} {}({}) — is_nullable = {}; constraints: {}",
+            info.table,
+            info.column,
+            info.data_type,
+            if info.is_nullable { "" } else { "NOT NULL " },
+            info.max_length.map_or(String::new(), |l| l.to_string()),
+            if info.is_nullable { "YES" } else { "NO" },
+            constraints.join(", ")
+        ),
+        trace_id: None,
+    }
+}
+
+impl Drops {
+    fn evidence(&self) -> Evidence {
+        Evidence {
+            signal: "traces",
+            query: DROP_QUERY.into(),
+            finding: match (&self.newest, &self.by) {
+                (Some(newest), Some(service)) => format!(
+                    "{} traced DROP statements in the last 15 minutes, by {service}; newest {newest}",
+                    self.traces
+                ),
+                _ => "no service traced a DROP in the last 15 minutes".into(),
+            },
+            trace_id: self.newest.clone(),
+        }
+    }
+}
+
+impl Pool {
+    fn evidence(&self) -> Evidence {
+        Evidence {
+            signal: "database",
+            query: IDLE_IN_TRANSACTION_SQL.into(),
+            finding: if self.answers {
+                format!(
+                    "Postgres answers the lab at once; {} sessions sit idle in transaction",
+                    self.idle_in_transaction
+                        .map_or("?".into(), |n| n.to_string())
+                )
+            } else {
+                "Postgres does not answer the lab either".into()
+            },
+            trace_id: None,
+        }
+    }
+}
+
+impl Collisions {
+    fn evidence(&self) -> Evidence {
+        Evidence {
+            signal: "database",
+            query: format!("SELECT count(*) FROM {}", self.table),
+            finding: format!(
+                "{} holds {} of the {} names the requester draws from: {:.1}% of new names are taken by chance; {}",
+                self.table,
+                self.rows,
+                mythical_services::requester::NAME_SPACE,
+                self.chance() * 100.0,
+                self.failing().map_or(
+                    "its POSTs' outcomes are not scraped yet".into(),
+                    |f| format!("{:.1}% of its POSTs failed in the last minute", f * 100.0)
+                )
+            ),
+            trace_id: None,
+        }
+    }
+
+    /// Why the repeats are not the requester's.
+    fn rejected(&self) -> super::Rejected {
+        super::Rejected {
+            id: "duplicate-name".into(),
+            why: format!(
+                "{:.1}% of the POSTs to {} failed, as chance predicts with {:.1}% of names taken",
+                self.failing().unwrap_or_default() * 100.0,
+                self.table,
+                self.chance() * 100.0
+            ),
+        }
     }
 }
 

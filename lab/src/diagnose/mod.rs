@@ -376,118 +376,57 @@ fn keep(snapshot: &Snapshot, verdict: &Diagnosis) {
 mod tests {
     use super::*;
 
-    /// Whole snapshots captured from live native labs (`LAB_EVIDENCE_DIR`)
-    /// at the first verdict that named a cause after each scenario
-    /// started, and from healthy labs: (name, snapshot, the verdict's id
-    /// and culprit, `None` for healthy).
-    /// The verdict's (id, culprit); `None`: healthy.
-    type Expected = Option<(&'static str, &'static str)>;
+    /// A snapshot captured from a live native lab (`LAB_EVIDENCE_DIR`,
+    /// `scripts/capture-evidence`), with the verdict it must get.
+    #[derive(Deserialize)]
+    struct Fixture {
+        /// The verdict's cause and culprit; `None`: healthy.
+        expected: Option<Expected>,
+        /// Detectors ranked below the verdict that rightly fire too.
+        #[serde(default)]
+        also_firing: Vec<String>,
+        snapshot: Snapshot,
+    }
 
-    const FIXTURES: &[(&str, &str, Expected)] = &[
-        (
-            "healthy",
-            include_str!("../../../tests/fixtures/diagnosis/healthy.json"),
-            None,
-        ),
-        (
-            // Hours of traffic: the beast that is never deleted holds
-            // tens of thousands of names, so new ones collide now and then.
-            "healthy-after-hours",
-            include_str!("../../../tests/fixtures/diagnosis/healthy-after-hours.json"),
-            None,
-        ),
-        (
-            // Four in five of the requester's names loaded by hand into
-            // unicorn: its POSTs fail as often as chance predicts.
-            "table-crowded",
-            include_str!("../../../tests/fixtures/diagnosis/table-crowded.json"),
-            Some(("table-crowded", "postgres")),
-        ),
-        (
-            "null-name",
-            include_str!("../../../tests/fixtures/diagnosis/null-name.json"),
-            Some(("null-name", "mythical-server")),
-        ),
-        (
-            "missing-name",
-            include_str!("../../../tests/fixtures/diagnosis/missing-name.json"),
-            Some(("missing-name", "mythical-requester")),
-        ),
-        (
-            "bad-deploy",
-            include_str!("../../../tests/fixtures/diagnosis/bad-deploy.json"),
-            Some(("bad-deploy", "mythical-requester")),
-        ),
-        (
-            "duplicate-name",
-            include_str!("../../../tests/fixtures/diagnosis/duplicate-name.json"),
-            Some(("duplicate-name", "mythical-requester")),
-        ),
-        (
-            "table-wipe",
-            include_str!("../../../tests/fixtures/diagnosis/table-wipe.json"),
-            Some(("table-wipe", "mythical-server")),
-        ),
-        (
-            "pool-exhaustion",
-            include_str!("../../../tests/fixtures/diagnosis/pool-exhaustion.json"),
-            Some(("pool-exhaustion", "mythical-server")),
-        ),
-        (
-            "broken-propagation",
-            include_str!("../../../tests/fixtures/diagnosis/broken-propagation.json"),
-            Some(("broken-propagation", "mythical-requester")),
-        ),
-        (
-            "clock-skew",
-            include_str!("../../../tests/fixtures/diagnosis/clock-skew.json"),
-            Some(("clock-skew", "mythical-server")),
-        ),
-        (
-            "connection-reset",
-            include_str!("../../../tests/fixtures/diagnosis/connection-reset.json"),
-            Some(("connection-reset", "network")),
-        ),
-        (
-            "cpu-hog",
-            include_str!("../../../tests/fixtures/diagnosis/cpu-hog.json"),
-            Some(("cpu-hog", "mythical-server")),
-        ),
-        (
-            "db-down",
-            include_str!("../../../tests/fixtures/diagnosis/db-down.json"),
-            Some(("db-down", "postgres")),
-        ),
-        (
-            "memory-leak",
-            include_str!("../../../tests/fixtures/diagnosis/memory-leak.json"),
-            Some(("memory-leak", "mythical-server")),
-        ),
-        (
-            "network-latency",
-            include_str!("../../../tests/fixtures/diagnosis/network-latency.json"),
-            Some(("network-latency", "network")),
-        ),
-        (
-            "slow-query",
-            include_str!("../../../tests/fixtures/diagnosis/slow-query.json"),
-            Some(("slow-query", "postgres")),
-        ),
-    ];
+    #[derive(Deserialize)]
+    struct Expected {
+        id: String,
+        culprit: String,
+    }
 
-    fn snapshot(name: &str, text: &str) -> Snapshot {
-        serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    /// Every capture of `tests/fixtures/diagnosis/`, by name: one per
+    /// scenario, healthy labs, faults from outside the lab's switches.
+    fn fixtures() -> Vec<(String, Fixture)> {
+        let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/diagnosis");
+        let mut all: Vec<(String, Fixture)> = std::fs::read_dir(folder)
+            .unwrap_or_else(|e| panic!("{folder}: {e}"))
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+                let text = std::fs::read_to_string(&path).unwrap();
+                let fixture = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                (name, fixture)
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        assert!(all.len() >= 17, "{} captures", all.len());
+        all
     }
 
     #[test]
     fn every_captured_lab_gets_exactly_its_verdict() {
-        for (name, text, expected) in FIXTURES {
-            let verdict = judge(&snapshot(name, text));
+        for (name, fixture) in fixtures() {
+            let verdict = judge(&fixture.snapshot);
             let got = verdict
                 .root_cause
                 .as_ref()
                 .map(|c| (c.id.as_str(), c.service.as_str()));
-            assert_eq!(got, *expected, "{name}: {verdict:#?}");
+            let expected = fixture
+                .expected
+                .as_ref()
+                .map(|e| (e.id.as_str(), e.culprit.as_str()));
+            assert_eq!(got, expected, "{name}: {verdict:#?}");
             let status = if expected.is_some() {
                 "fault"
             } else {
@@ -497,21 +436,17 @@ mod tests {
         }
     }
 
-    /// Detectors that also fire on a capture, rightly, ranked below its
-    /// verdict: the 250,000 names loaded into unicorn slowed its
-    /// statements for a moment, and those calls are still in the window.
-    const ALSO_FIRING: &[(&str, &str)] = &[("table-crowded", "slow-query")];
-
     #[test]
     fn no_other_quiet_or_network_detector_fires_on_any_capture() {
-        for (name, text, expected) in FIXTURES {
-            let snapshot = snapshot(name, text);
+        for (name, fixture) in fixtures() {
+            let snapshot = &fixture.snapshot;
             let mut fired = network::firing(&snapshot.network);
             fired.extend(snapshot.quiet.iter().flat_map(quiet::firing));
-            fired.retain(|id| !ALSO_FIRING.contains(&(name, id)));
-            let own: Vec<&str> = expected
+            fired.retain(|id| !fixture.also_firing.iter().any(|also| also == id));
+            let own: Vec<&str> = fixture
+                .expected
                 .iter()
-                .map(|(id, _)| *id)
+                .map(|e| e.id.as_str())
                 .filter(|id| fired.contains(id))
                 .collect();
             assert_eq!(fired, own, "{name}: detectors beside its own fired");
@@ -520,22 +455,23 @@ mod tests {
 
     #[test]
     fn a_healthy_verdict_says_why_each_cause_is_ruled_out() {
-        for (name, text, expected) in FIXTURES {
-            let verdict = judge(&snapshot(name, text));
-            if expected.is_none() {
-                let ids: Vec<&str> = verdict.rejected.iter().map(|r| r.id.as_str()).collect();
-                for id in [
-                    "component-down",
-                    "connection-reset",
-                    "network-latency",
-                    "slow-query",
-                    "cpu-hog",
-                    "memory-leak",
-                ] {
-                    assert!(ids.contains(&id), "{name}: {id} not ruled out: {ids:?}");
-                }
-                assert!(verdict.rejected.iter().all(|r| !r.why.is_empty()), "{name}");
+        for (name, fixture) in fixtures() {
+            if fixture.expected.is_some() {
+                continue;
             }
+            let verdict = judge(&fixture.snapshot);
+            let ids: Vec<&str> = verdict.rejected.iter().map(|r| r.id.as_str()).collect();
+            for id in [
+                "component-down",
+                "connection-reset",
+                "network-latency",
+                "slow-query",
+                "cpu-hog",
+                "memory-leak",
+            ] {
+                assert!(ids.contains(&id), "{name}: {id} not ruled out: {ids:?}");
+            }
+            assert!(verdict.rejected.iter().all(|r| !r.why.is_empty()), "{name}");
         }
     }
 

@@ -1,16 +1,14 @@
 //! Fault kinds the lab applies to the infrastructure rather than through a
 //! service's switch: through the engine (docker), process control
 //! (native) or the db-proxy's admin API (the network). Each kind is one
-//! file with its parameters, apply, clear and the symptoms it causes; what
-//! is applied is recorded in the state folder so `lab fault clear` can undo
-//! it.
+//! file with its parameters, apply, clear and the symptoms it causes
+//! (`pub const KIND: InfraKind`), listed in [`INFRA_FAULTS`] by the build
+//! script; what is applied is recorded in the state folder so `lab fault
+//! clear` can undo it.
 
-mod connection_reset;
-mod db_down;
-mod network_latency;
-mod service_crash;
-mod slow_query;
 pub mod switches;
+
+include!(concat!(env!("OUT_DIR"), "/infra_kinds.rs"));
 
 use std::collections::BTreeMap;
 
@@ -55,34 +53,17 @@ pub fn toxic_action(mode: Option<&str>, _runtime: Runtime) -> Result<Action> {
 /// `--param key=value` pairs (a scenario's `params:`), as given.
 pub type Params = BTreeMap<String, String>;
 
-pub const INFRA_FAULTS: &[&InfraKind] = &[
-    &db_down::KIND,
-    &service_crash::KIND,
-    &slow_query::KIND,
-    &network_latency::KIND,
-    &connection_reset::KIND,
-];
-
-/// Every fault kind the lab knows, in the order a catalogue lists them:
-/// the database's own errors first, then infrastructure, network,
-/// releases and resources, and the telemetry's own faults last.
-pub const KINDS: &[&str] = &[
-    "null-name",
-    "missing-name",
-    "duplicate-name",
-    "slow-query",
-    "db-down",
-    "pool-exhaustion",
-    "network-latency",
-    "connection-reset",
-    "table-wipe",
-    "bad-deploy",
-    "cpu-hog",
-    "memory-leak",
-    "service-crash",
-    "broken-propagation",
-    "clock-skew",
-];
+/// Every fault kind the lab knows, the services' and the
+/// infrastructure's, by name.
+pub fn kinds() -> Vec<&'static str> {
+    let mut all: Vec<&str> = mythical_services::faults::ALL
+        .iter()
+        .map(|k| k.name)
+        .chain(INFRA_FAULTS.iter().map(|k| k.name))
+        .collect();
+    all.sort_unstable();
+    all
+}
 
 pub fn find(name: &str) -> Option<&'static InfraKind> {
     INFRA_FAULTS.iter().copied().find(|k| k.name == name)
@@ -443,20 +424,13 @@ async fn act(lab: &LabState, running: &Running, action: Action, undo: bool) -> R
 
 #[cfg(test)]
 mod tests {
-    use mythical_services::faults::{REQUESTER_FAULTS, SERVER_FAULTS};
-
     #[test]
-    fn the_catalogue_order_names_every_kind_once() {
-        let mut listed: Vec<&str> = super::KINDS.to_vec();
-        let mut known: Vec<&str> = SERVER_FAULTS
-            .iter()
-            .chain(REQUESTER_FAULTS)
-            .map(|k| k.name)
-            .chain(super::INFRA_FAULTS.iter().map(|k| k.name))
-            .collect();
-        listed.sort_unstable();
-        known.sort_unstable();
-        assert_eq!(listed, known);
+    fn every_kind_is_named_once_across_the_services_and_the_infrastructure() {
+        let all = super::kinds();
+        let mut unique = all.clone();
+        unique.dedup();
+        assert_eq!(all, unique);
+        assert_eq!(all.len(), 15, "{all:?}");
     }
 
     #[test]

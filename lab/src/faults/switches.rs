@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 use mythical_services::admin::{FaultRequest, SeedRequest};
-use mythical_services::faults::{FaultList, FaultStatus, REQUESTER_FAULTS, SERVER_FAULTS};
+use mythical_services::faults::{FaultList, FaultStatus};
 use mythical_services::requester::TrafficSetting;
 use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -140,15 +140,12 @@ pub fn service_of(kind: &str) -> Result<Kind> {
     if super::find(kind).is_some() {
         bail!("{kind} acts through the runtime, not a service's switch");
     }
-    if SERVER_FAULTS.iter().any(|k| k.name == kind) {
-        Ok(Kind::Server)
-    } else if REQUESTER_FAULTS.iter().any(|k| k.name == kind) {
-        Ok(Kind::Requester)
-    } else {
-        bail!(
+    match mythical_services::faults::named(kind).and_then(|k| Kind::named(k.service)) {
+        Some(service) => Ok(service),
+        None => bail!(
             "unknown fault kind `{kind}`: the kinds are {}",
-            super::KINDS.join(", ")
-        )
+            super::kinds().join(", ")
+        ),
     }
 }
 

@@ -248,23 +248,18 @@ impl QueryClient {
         limit: usize,
     ) -> Result<ProfileTop, QueryError> {
         let top = self
-            .get(
-                Api::Profiles,
-                "/api/profiles/top",
-                &[
-                    ("query", query.to_owned()),
-                    ("from", window.start_secs()),
-                    ("until", window.end_secs()),
-                    ("limit", limit.to_string()),
-                ],
-            )
+            .ask(&Request::ProfileTop {
+                query,
+                window,
+                limit,
+            })
             .await;
         match top {
             Err(e) if e.status() == Some(404) => {
                 let render = self.profile_render(query, window, 8192).await?;
                 Ok(render.top(limit))
             }
-            other => other?.decode(),
+            other => other,
         }
     }
 
@@ -277,19 +272,12 @@ impl QueryClient {
         window: Window,
         max_nodes: usize,
     ) -> Result<Render, QueryError> {
-        self.get(
-            Api::Profiles,
-            "/pyroscope/render",
-            &[
-                ("query", query.to_owned()),
-                ("from", window.start_secs()),
-                ("until", window.end_secs()),
-                ("format", "json".to_owned()),
-                ("maxNodes", max_nodes.to_string()),
-            ],
-        )
-        .await?
-        .decode()
+        self.ask(&Request::ProfileRender {
+            query,
+            window,
+            max_nodes,
+        })
+        .await
     }
 }
 
@@ -319,6 +307,19 @@ pub enum Request<'a> {
     Instant { query: &'a str, time_nanos: i64 },
     /// One trace by id.
     Trace { trace_id: &'a str },
+    /// A profile's costliest functions over a window (the embedded
+    /// backend's summary).
+    ProfileTop {
+        query: &'a str,
+        window: Window,
+        limit: usize,
+    },
+    /// A profile merged over a window, as a flame graph.
+    ProfileRender {
+        query: &'a str,
+        window: Window,
+        max_nodes: usize,
+    },
 }
 
 impl Request<'_> {
@@ -381,6 +382,35 @@ impl Request<'_> {
                 Api::Traces,
                 format!("/api/v2/traces/{trace_id}"),
                 Vec::new(),
+            ),
+            Request::ProfileTop {
+                query,
+                window,
+                limit,
+            } => (
+                Api::Profiles,
+                "/api/profiles/top".to_owned(),
+                vec![
+                    ("query", query.to_owned()),
+                    ("from", window.start_secs()),
+                    ("until", window.end_secs()),
+                    ("limit", limit.to_string()),
+                ],
+            ),
+            Request::ProfileRender {
+                query,
+                window,
+                max_nodes,
+            } => (
+                Api::Profiles,
+                "/pyroscope/render".to_owned(),
+                vec![
+                    ("query", query.to_owned()),
+                    ("from", window.start_secs()),
+                    ("until", window.end_secs()),
+                    ("format", "json".to_owned()),
+                    ("maxNodes", max_nodes.to_string()),
+                ],
             ),
         }
     }

@@ -342,7 +342,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
             ));
         }
     }
-    let kinds = crate::faults::KINDS;
+    let kinds = crate::faults::kinds();
     if scenario.faults.is_empty() {
         return Err(fail(
             "faults:",

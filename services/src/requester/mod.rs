@@ -31,9 +31,7 @@ pub use traffic::{Traffic, TrafficSetting};
 
 use crate::config::{env_flag, env_parse, env_var, listen_addr};
 use crate::events::{EventLog, Level, Logfmt};
-use crate::faults::{
-    REQUESTER_FAULTS, Switchboard, bad_deploy, broken_propagation, duplicate_name, missing_name,
-};
+use crate::faults::{Switchboard, bad_deploy, broken_propagation, duplicate_name, missing_name};
 use crate::random;
 use crate::telemetry::Telemetry;
 
@@ -119,7 +117,9 @@ pub async fn run(
     telemetry: &Telemetry,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let faults = Arc::new(Switchboard::new(REQUESTER_FAULTS));
+    let faults = Arc::new(Switchboard::new(crate::faults::honoured_by(
+        "mythical-requester",
+    )));
     if let Some(spec) = &config.faults {
         faults.apply_spec(spec).context("MYTHICAL_FAULTS")?;
     }

@@ -25,7 +25,7 @@ pub use metrics::BUCKETS_MS;
 
 use crate::config::{db_config_from_env, env_flag, env_parse, env_var, listen_addr};
 use crate::events::{EventLog, Level, Logfmt};
-use crate::faults::{SERVER_FAULTS, Switchboard};
+use crate::faults::{Switchboard, honoured_by};
 use crate::telemetry::{Conventions, Telemetry};
 use metrics::RequestMetrics;
 
@@ -144,7 +144,7 @@ pub async fn run(
     telemetry: &Telemetry,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let faults = Arc::new(Switchboard::new(SERVER_FAULTS));
+    let faults = Arc::new(Switchboard::new(honoured_by("mythical-server")));
     if let Some(spec) = &config.faults {
         faults.apply_spec(spec).context("MYTHICAL_FAULTS")?;
     }
