@@ -143,6 +143,10 @@ pub struct Telemetry {
     /// The CPU profiler, when `PYROSCOPE_SERVER_ADDRESS` names a server;
     /// taken out and stopped at shutdown.
     profiler: std::sync::Mutex<Option<Profiler>>,
+    service_name: String,
+    /// The providers of the deploys [`Telemetry::deployed`] made, flushed
+    /// and shut down with the rest.
+    deploys: std::sync::Mutex<Vec<SdkTracerProvider>>,
 }
 
 impl Telemetry {
@@ -156,9 +160,8 @@ impl Telemetry {
     /// it also starts the CPU profiler ([`crate::profiling`]).
     ///
     /// `service_version` is the resource's `service.version`; `None` leaves
-    /// it out, as the original's requester does: it reports a version per
-    /// request span, which a resource value would hide from Tempo's span
-    /// metrics (they read a dimension from the resource first).
+    /// it out, for a service whose deploys each trace through their own
+    /// provider ([`Telemetry::deployed`]).
     pub fn init(default_service_name: &str, service_version: Option<&str>) -> Result<Telemetry> {
         let service_name =
             env_var("OTEL_SERVICE_NAME").unwrap_or_else(|| default_service_name.to_owned());
@@ -216,7 +219,36 @@ impl Telemetry {
             resource,
             conventions: Conventions::from_env(),
             profiler: std::sync::Mutex::new(profiler),
+            service_name,
+            deploys: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// A tracer for one deploy of this service: its own provider, whose
+    /// resource is this one's with `service.version = version`, exporting
+    /// where this one does. The requester runs two versions side by side,
+    /// as a canary release does, so each trace says through its resource,
+    /// as a deploy sets it, which version sent it.
+    pub fn deployed(&self, version: &str) -> Result<SdkTracer> {
+        let resource = Resource::builder_empty()
+            .with_attributes(
+                self.resource
+                    .iter()
+                    .map(|(key, value)| KeyValue::new(key.clone(), value.clone())),
+            )
+            .with_attribute(KeyValue::new("service.version", version.to_owned()))
+            .build();
+        let mut traces = SdkTracerProvider::builder().with_resource(resource);
+        if exported("TRACE") {
+            traces = traces.with_span_processor(batched_spans(span_exporter()?));
+        }
+        let provider = traces.build();
+        let tracer = provider.tracer(self.service_name.clone());
+        self.deploys
+            .lock()
+            .expect("the deploys are never poisoned")
+            .push(provider);
+        Ok(tracer)
     }
 
     /// Sends what is still queued (the last profile too) and stops the
@@ -227,9 +259,16 @@ impl Telemetry {
         if let Some(profiler) = profiler {
             profiler.stop();
         }
+        let deploys = std::mem::take(&mut *self.deploys.lock().expect("never poisoned"));
+        for deploy in &deploys {
+            let _ = deploy.force_flush();
+        }
         let _ = self.tracer_provider.force_flush();
         let _ = self.logger_provider.force_flush();
         let _ = self.meter_provider.force_flush();
+        for deploy in deploys {
+            let _ = deploy.shutdown();
+        }
         let _ = self.tracer_provider.shutdown();
         let _ = self.logger_provider.shutdown();
         let _ = self.meter_provider.shutdown();

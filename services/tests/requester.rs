@@ -95,7 +95,15 @@ async fn missing_name_is_the_requesters_doing_and_the_trace_shows_it() {
         ),
         "the requester's span quotes the server's error"
     );
-    assert!(["1.9.2", "2.0.0"].contains(&root.attr("service.version").unwrap().as_str()));
+    // The deploy that sent it says its version in its resource, the span
+    // none; its calls come from the same deploy.
+    let version = root
+        .resource
+        .get("service.version")
+        .expect("a deploy's version");
+    assert!(["1.9.2", "2.0.0"].contains(&version.as_str()), "{version}");
+    assert_eq!(root.attr("service.version"), None);
+    assert_eq!(post.resource.get("service.version"), Some(version));
 
     // The requester logged the failure with the server's error, in its trace.
     let log = otlp

@@ -21,7 +21,7 @@ pub const FAILING_QUERY: &str = "{ status = error && span.db.response.status_cod
 pub const RATE_QUERY: &str =
     r#"sum by (beast) (rate(mythical_request_times_count{status=~"5.."}[2m]))"#;
 /// The failing requester traces of one version (`<version>` in the text).
-const VERSION_QUERY: &str = r#"{ resource.service.name = "mythical-requester" && status = error && span.service.version = "<version>" }"#;
+const VERSION_QUERY: &str = r#"{ resource.service.name = "mythical-requester" && status = error && resource.service.version = "<version>" }"#;
 
 /// A traced statement that drops tables, by any service.
 const DROP_QUERY: &str = r#"{ span.db.operation.name = "DROP" }"#;

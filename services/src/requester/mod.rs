@@ -82,7 +82,9 @@ impl RequesterConfig {
 struct Requester {
     base_url: String,
     http: reqwest::Client,
-    tracer: SdkTracer,
+    /// A tracer per deploy, each its own resource's `service.version`:
+    /// (version, tracer).
+    deploys: [(&'static str, SdkTracer); 2],
     conventions: crate::telemetry::Conventions,
     events: EventLog,
     faults: Arc<Switchboard>,
@@ -146,7 +148,10 @@ pub async fn run(
             .user_agent(concat!("mythical-requester/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the HTTP client")?,
-        tracer: telemetry.tracer.clone(),
+        deploys: [
+            ("1.9.2", telemetry.deployed("1.9.2")?),
+            ("2.0.0", telemetry.deployed("2.0.0")?),
+        ],
         conventions: telemetry.conventions,
         events: EventLog::new(
             telemetry.logger.clone(),
@@ -244,17 +249,20 @@ struct Outcome {
     error: Option<String>,
 }
 
+/// Which of the requester's deploys a request's context belongs to.
+#[derive(Debug, Clone, Copy)]
+struct Deploy(usize);
+
 impl Requester {
     async fn one_request(&self) {
         let (method, beast) = random::with(|rng| {
             let method = if rng.random_bool(0.5) { "GET" } else { "POST" };
             (method, Beast::ALL[rng.random_range(0..Beast::ALL.len())])
         });
-        let version = if random::with(|rng| rng.random_bool(0.5)) {
-            "1.9.2"
-        } else {
-            "2.0.0"
-        };
+        // Half the requests go to each deploy, as a canary release splits
+        // them.
+        let deploy = usize::from(random::with(|rng| rng.random_bool(0.5)));
+        let (version, tracer) = &self.deploys[deploy];
         let links = self
             .previous
             .lock()
@@ -262,8 +270,7 @@ impl Requester {
             .clone()
             .map(|previous| vec![Link::with_context(previous)])
             .unwrap_or_default();
-        let span = self
-            .tracer
+        let span = tracer
             .span_builder("requester")
             .with_kind(SpanKind::Client)
             .with_links(links)
@@ -271,11 +278,10 @@ impl Requester {
                 KeyValue::new("beast", beast.as_str()),
                 KeyValue::new("http.target", format!("/{beast}")),
                 KeyValue::new("http.method", method),
-                KeyValue::new("service.version", version),
             ])
-            .start(&self.tracer);
+            .start(tracer);
         *self.previous.lock().unwrap() = Some(span.span_context().clone());
-        let cx = Context::current_with_span(span);
+        let cx = Context::current_with_span(span).with_value(Deploy(deploy));
         self.danger.add(beast.danger_level());
         let started = Instant::now();
 
@@ -298,11 +304,6 @@ impl Requester {
                 .field("loggedtime", rfc3339(SystemTime::now())),
         );
         if failed {
-            // As the original: failures lean towards version 2.0.0, the
-            // "bad deploy" a learner can find by comparing versions.
-            if random::with(|rng| rng.random_bool(0.7)) {
-                span.set_attribute(KeyValue::new("service.version", "2.0.0"));
-            }
             span.set_status(Status::error("request to mythical-server failed"));
         } else {
             span.set_status(Status::Ok);
@@ -384,12 +385,13 @@ impl Requester {
                 i64::try_from(bytes.len()).unwrap_or(i64::MAX),
             ));
         }
-        let span = self
-            .tracer
+        // The deploy that started the request makes its calls too.
+        let (_, tracer) = &self.deploys[parent.get::<Deploy>().map_or(0, |d| d.0)];
+        let span = tracer
             .span_builder(format!("{method} /:beast"))
             .with_kind(SpanKind::Client)
             .with_attributes(attributes)
-            .start_with_context(&self.tracer, parent);
+            .start_with_context(tracer, parent);
         let cx = parent.with_span(span);
         let mut headers = HeaderMap::new();
         if broken_propagation::propagates(&self.faults) {
