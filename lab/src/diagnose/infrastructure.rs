@@ -5,7 +5,7 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{ComponentHealth, Diagnosis, Evidence, Rejected, RootCause};
+use super::{ComponentHealth, Diagnosis, Evidence, Rejected};
 use crate::plan::Kind;
 use crate::query::answer::TraceSpan;
 use crate::query::{QueryClient, Window};
@@ -262,19 +262,8 @@ pub fn judge(snapshot: &Snapshot, components: &[ComponentHealth]) -> Diagnosis {
             }
         ),
     };
-    Diagnosis {
-        status: "fault",
-        root_cause: Some(RootCause {
-            id: id.into(),
-            service: culprit.name().into(),
-            summary,
-            message: if message.is_empty() {
-                format!("{} is {}", down.kind.name(), down.health)
-            } else {
-                message
-            },
-        }),
-        evidence,
-        rejected: Vec::new(),
+    if message.is_empty() {
+        message = format!("{} is {}", down.kind.name(), down.health);
     }
+    Diagnosis::fault(id, culprit.name(), summary, message, evidence)
 }

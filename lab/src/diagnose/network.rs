@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{BACKGROUND_TRACES, Diagnosis, Evidence, IDLE_IN_TRANSACTION_SQL, Rejected, RootCause};
+use super::{BACKGROUND_TRACES, Detector, Diagnosis, Evidence, IDLE_IN_TRANSACTION_SQL, Rejected};
 use crate::query::{QueryClient, TraceAnswer, Window};
 
 /// A database call of the lab's tiny tables slower than this (the median
@@ -147,36 +147,17 @@ pub async fn gather(
     Ok(snapshot)
 }
 
-type Detector = fn(&Snapshot) -> Result<Diagnosis, String>;
-
 /// The network detectors, in rank order.
-const DETECTORS: [(&str, Detector); 2] = [
+pub(super) const DETECTORS: [(&str, Detector<Snapshot>); 2] = [
     ("connection-reset", connection_reset),
     ("network-latency", latency),
 ];
-
-/// Every detector that names a fault on `snapshot`, whatever its rank:
-/// what the fixture tests hold to exactly one, or none on a healthy lab.
-#[cfg(test)]
-pub fn firing(snapshot: &Snapshot) -> Vec<&'static str> {
-    DETECTORS
-        .iter()
-        .filter(|(_, detect)| detect(snapshot).is_ok())
-        .map(|(id, _)| *id)
-        .collect()
-}
 
 /// A network fault when the telemetry shows one and Postgres, asked
 /// directly, is fine; each detector that finds none says in `rejected`
 /// why not.
 pub fn judge(snapshot: &Snapshot, rejected: &mut Vec<Rejected>) -> Option<Diagnosis> {
-    for (id, detect) in DETECTORS {
-        match detect(snapshot) {
-            Ok(found) => return Some(found),
-            Err(why) => rejected.push(Rejected { id: id.into(), why }),
-        }
-    }
-    None
+    super::first_found(&DETECTORS, snapshot, rejected)
 }
 
 fn log_query(trace_id: &str) -> String {
@@ -233,20 +214,6 @@ async fn direct(port: u16) -> Option<Direct> {
     found
 }
 
-fn network_fault(id: &str, summary: String, message: String, evidence: Vec<Evidence>) -> Diagnosis {
-    Diagnosis {
-        status: "fault",
-        root_cause: Some(RootCause {
-            id: id.into(),
-            service: "network".into(),
-            summary,
-            message,
-        }),
-        evidence,
-        rejected: Vec::new(),
-    }
-}
-
 /// The message of a trace's failing database span.
 fn db_failure(trace: &TraceAnswer) -> Option<String> {
     trace
@@ -299,8 +266,9 @@ fn connection_reset(snapshot: &Snapshot) -> Result<Diagnosis, String> {
         },
         postgres.evidence(),
     ];
-    Ok(network_fault(
+    Ok(Diagnosis::fault(
         "connection-reset",
+        "network",
         format!(
             "mythical-server's connections to Postgres are cut mid-conversation while Postgres answers \
              the lab directly in {:.1} ms: something on the network between them resets them",
@@ -369,8 +337,9 @@ fn latency(snapshot: &Snapshot) -> Result<Diagnosis, String> {
         },
         postgres.evidence(),
     ];
-    Ok(network_fault(
+    Ok(Diagnosis::fault(
         "network-latency",
+        "network",
         format!(
             "mythical-server's database calls take {p50:.0} ms (p50) while Postgres answers the lab \
              directly in {:.1} ms and no session waits on a lock: the time is lost on the network \

@@ -9,7 +9,7 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{Diagnosis, Evidence, Rejected, RootCause};
+use super::{Detector, Diagnosis, Evidence, Rejected};
 use crate::plan::Kind;
 use crate::query::answer::FoundTrace;
 use crate::query::{CPU_PROFILE, IN_USE_PROFILE, QueryClient, Window, profile_selector};
@@ -130,26 +130,6 @@ pub struct Profiled {
     pub own: Vec<(String, i64)>,
 }
 
-fn fault(
-    id: &str,
-    culprit: Kind,
-    summary: String,
-    message: String,
-    evidence: Vec<Evidence>,
-) -> Diagnosis {
-    Diagnosis {
-        status: "fault",
-        root_cause: Some(RootCause {
-            id: id.into(),
-            service: culprit.name().into(),
-            summary,
-            message,
-        }),
-        evidence,
-        rejected: Vec::new(),
-    }
-}
-
 /// Reads the server's requests, the log lines of the newest settled ones,
 /// the slow database calls and the locks behind them, where a busy
 /// request's time went and the CPU profile, the memory scrapes and, when
@@ -210,10 +190,8 @@ pub async fn gather(
     })
 }
 
-type Detector = fn(&Snapshot) -> Result<Diagnosis, String>;
-
 /// The quiet detectors, in rank order.
-const DETECTORS: [(&str, Detector); 5] = [
+pub(super) const DETECTORS: [(&str, Detector<Snapshot>); 5] = [
     ("broken-propagation", broken_propagation),
     ("clock-skew", clock_skew),
     ("slow-query", slow_query),
@@ -221,27 +199,10 @@ const DETECTORS: [(&str, Detector); 5] = [
     ("memory-leak", memory_leak),
 ];
 
-/// Every detector that names a fault on `snapshot`, whatever its rank:
-/// what the fixture tests hold to exactly one, or none on a healthy lab.
-#[cfg(test)]
-pub fn firing(snapshot: &Snapshot) -> Vec<&'static str> {
-    DETECTORS
-        .iter()
-        .filter(|(_, detect)| detect(snapshot).is_ok())
-        .map(|(id, _)| *id)
-        .collect()
-}
-
 /// The first detector that names a fault; those ranked above it, or all
 /// of them when none does, say in `rejected` why not.
 pub fn judge(snapshot: &Snapshot, rejected: &mut Vec<Rejected>) -> Option<Diagnosis> {
-    for (id, detect) in DETECTORS {
-        match detect(snapshot) {
-            Ok(found) => return Some(found),
-            Err(why) => rejected.push(Rejected { id: id.into(), why }),
-        }
-    }
-    None
+    super::first_found(&DETECTORS, snapshot, rejected)
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -298,9 +259,9 @@ fn broken_propagation(snapshot: &Snapshot) -> Result<Diagnosis, String> {
         ));
     }
     let example = orphans[0].trace_id.clone();
-    Ok(fault(
+    Ok(Diagnosis::fault(
         "broken-propagation",
-        Kind::Requester,
+        Kind::Requester.name(),
         format!(
             "{} of {} server traces start at the server: mythical-requester's calls arrive without traceparent, so its traces and the server's never join",
             orphans.len(),
@@ -391,9 +352,9 @@ fn clock_skew(snapshot: &Snapshot) -> Result<Diagnosis, String> {
             "the log line of {trace_id} is stamped {skew_s:+.1} s from its trace (a skewed clock is {SKEW_S:.0} s or more away)"
         ));
     }
-    Ok(fault(
+    Ok(Diagnosis::fault(
         "clock-skew",
-        Kind::Server,
+        Kind::Server.name(),
         format!(
             "mythical-server's log lines are stamped {skew_s:+.0} s from the traces they belong to: its log clock is off"
         ),
@@ -547,9 +508,9 @@ fn slow_query(snapshot: &Snapshot) -> Result<Diagnosis, String> {
             slow.calls.len()
         ));
     }
-    Ok(fault(
+    Ok(Diagnosis::fault(
         "slow-query",
-        Kind::Postgres,
+        Kind::Postgres.name(),
         format!(
             "requests wait on Postgres: statements on {table} take up to {slowest:.0} ms{}",
             blocker
@@ -621,9 +582,9 @@ fn cpu_hog(snapshot: &Snapshot) -> Result<Diagnosis, String> {
     }
     let (trace_id, total, in_db) = breakdown.requests[0].clone();
     let hot = &breakdown.hot;
-    Ok(fault(
+    Ok(Diagnosis::fault(
         "cpu-hog",
-        Kind::Server,
+        Kind::Server.name(),
         format!(
             "mythical-server spends {outside_ms:.0} ms of a {median_ms:.0} ms request outside the database: busy on CPU{}",
             hot.own
@@ -779,9 +740,9 @@ fn memory_leak(snapshot: &Snapshot) -> Result<Diagnosis, String> {
         trace_id: None,
     }];
     evidence.extend(holders.map(|h| h.evidence("functions holding the most memory")));
-    Ok(fault(
+    Ok(Diagnosis::fault(
         "memory-leak",
-        Kind::Server,
+        Kind::Server.name(),
         format!(
             "mythical-server's resident memory climbs scrape after scrape ({steps_text} MiB, {:.1} MiB/s), now {:.0} MiB: it holds memory it never frees{}",
             climb.growth_mib / climb.seconds,
