@@ -112,6 +112,16 @@ impl Collisions {
         self.rows as f64 / mythical_services::requester::NAME_SPACE as f64
     }
 
+    /// `unicorn holds 30000 of the 308700 names the requester draws from`.
+    pub fn fill(&self) -> String {
+        format!(
+            "{} holds {} of the {} names the requester draws from",
+            self.table,
+            self.rows,
+            mythical_services::requester::NAME_SPACE
+        )
+    }
+
     /// The share of POSTs that failed, when known.
     pub fn failing(&self) -> Option<f64> {
         let (all, failed) = self.posts?;
@@ -325,6 +335,10 @@ pub async fn gather(
     let Some(failure) = failure_of(&trace_id, &snapshot.spans, &[]) else {
         return Ok(snapshot);
     };
+    // One session for every question to Postgres below, opened at the
+    // first of them.
+    let store = postgres_port
+        .map(|port| crate::runtime::postgres_session(port, std::time::Duration::from_secs(2)));
     match failure.sqlstate.as_deref() {
         Some("42P01") => {
             let since = Window {
@@ -366,10 +380,8 @@ pub async fn gather(
                 .table
                 .as_deref()
                 .and_then(|t| t.parse::<mythical_storage::Beast>().ok());
-            if let (Some(port), Some(beast)) = (postgres_port, beast) {
+            if let (Some(store), Some(beast)) = (&store, beast) {
                 let table = beast.to_string();
-                let store =
-                    crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
                 let rows = mythical_storage::catalogue::read_only_query(
                     store.pool(),
                     &format!("SELECT count(*) FROM {table}"),
@@ -377,7 +389,6 @@ pub async fn gather(
                 .await
                 .ok()
                 .and_then(|rows| rows.rows.first()?.first()?.parse::<i64>().ok());
-                store.pool().close().await;
                 let query = POSTS_QUERY.replace("<beast>", &table);
                 let by_status = client.promql_instant(&query, window.end).await?;
                 let rate = |failed: bool| {
@@ -399,9 +410,7 @@ pub async fn gather(
             }
         }
         Some("unavailable") => {
-            if let Some(port) = postgres_port {
-                let store =
-                    crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
+            if let Some(store) = &store {
                 let answers = store.ping().await.is_ok();
                 let idle = if answers {
                     mythical_storage::catalogue::read_only_query(
@@ -414,7 +423,6 @@ pub async fn gather(
                 } else {
                     None
                 };
-                store.pool().close().await;
                 snapshot.pool = Some(Pool {
                     answers,
                     idle_in_transaction: idle,
@@ -431,14 +439,13 @@ pub async fn gather(
             line: line.text.clone(),
         })
         .collect();
-    if let (Some(port), Some(table), Some(column)) =
-        (postgres_port, &failure.table, &failure.column)
-    {
-        let store = crate::runtime::postgres_session(port, std::time::Duration::from_secs(2));
+    if let (Some(store), Some(table), Some(column)) = (&store, &failure.table, &failure.column) {
         snapshot.schema = mythical_storage::catalogue::column_info(store.pool(), table, column)
             .await
             .ok()
             .flatten();
+    }
+    if let Some(store) = store {
         store.pool().close().await;
     }
     Ok(snapshot)
@@ -687,10 +694,8 @@ impl Collisions {
             signal: "database",
             query: format!("SELECT count(*) FROM {}", self.table),
             finding: format!(
-                "{} holds {} of the {} names the requester draws from: {:.1}% of new names are taken by chance; {}",
-                self.table,
-                self.rows,
-                mythical_services::requester::NAME_SPACE,
+                "{}: {:.1}% of new names are taken by chance; {}",
+                self.fill(),
                 self.chance() * 100.0,
                 self.failing().map_or(
                     "its POSTs' outcomes are not scraped yet".into(),

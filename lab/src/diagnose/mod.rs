@@ -286,17 +286,17 @@ pub async fn gather(
         .first_value()
         .filter(|v| v.is_finite())
         .unwrap_or(0.0);
-    // Hardly any request fails: the faults that fail nothing may be what
-    // is wrong, whatever the few failures turn out to be.
-    if snapshot.failing_share < BACKGROUND_SHARE {
+    // Hardly any request fails (or none of late): the faults that fail
+    // nothing may be what is wrong, whatever the few failures turn out
+    // to be.
+    let failures_are_few =
+        failing_traces.is_empty() || background(failing_traces.len(), snapshot.failing_share);
+    if failures_are_few || snapshot.failing_share < BACKGROUND_SHARE {
         snapshot.quiet = Some(quiet::gather(client, postgres_port, window, now).await?);
     }
-    if failing_traces.is_empty() || background(failing_traces.len(), snapshot.failing_share) {
+    if failures_are_few {
         snapshot.failure.failing_beasts = failing_beasts;
         snapshot.failure.failing_traces = failing_traces;
-        if snapshot.quiet.is_none() {
-            snapshot.quiet = Some(quiet::gather(client, postgres_port, window, now).await?);
-        }
     } else {
         snapshot.failure = failure::gather(
             client,

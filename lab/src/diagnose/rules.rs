@@ -295,10 +295,8 @@ fn table_crowded(failure: &Failure) -> Option<RootCause> {
             id: "table-crowded".into(),
             service: "postgres".into(),
             summary: format!(
-                "{} holds {} of the {} names the requester draws from, so {:.0}% of new names are already taken and POSTs fail as often ({:.0}%): the table's data, not the requester, must change",
-                collisions.table,
-                collisions.rows,
-                mythical_services::requester::NAME_SPACE,
+                "{}, so {:.0}% of new names are already taken and POSTs fail as often ({:.0}%): the table's data, not the requester, must change",
+                collisions.fill(),
                 collisions.chance() * 100.0,
                 collisions.failing().unwrap_or_default() * 100.0
             ),
